@@ -1,0 +1,259 @@
+"""Configuration: plain nested data. Network defaults ← experiment file (TOML) ← command-line flags.
+
+Every key and its type comes from DEFAULTS below, except `[model]`, whose keys and types are the
+chosen builder's keyword defaults (see suite.registry). Unknown keys, wrong types and out-of-range
+values are rejected with a UserError before anything is built or written.
+"""
+
+import copy
+import math
+import pathlib
+import tomllib
+
+from . import registry
+from .errors import UserError, did_you_mean
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "experiments"
+
+DEFAULTS = {
+    "experiment": {
+        "name": "",  # defaults to the experiment file's stem, or the network's name
+        "description": "",
+        "reference_accuracy": 0.0,  # the paper's test accuracy (0 = none), shown by `suite report`
+        "reference_data": "",  # the data set the reference accuracy is for
+        "source": "",  # where the recipe and the reference come from
+    },
+    "model": {"name": ""},  # + the builder's knobs
+    "data": {
+        "name": "digits",  # digits | mnist | fashion_mnist | cifar10 | cifar100 | path.npz | image folder
+        "image_size": [],  # [H, W] to resize to; [] keeps the data's size (or model.input_shape's)
+        "channels": 0,  # 1 or 3 to convert grey↔RGB; 0 keeps the data's channels
+        "val_split": 0.1,  # fraction of the training set held out, fixed by data.split_seed
+        "split_seed": 0,
+        "shuffle": True,  # reshuffle training data every epoch
+        "crop": 0,  # random crop after zero-padding by this many pixels (training only)
+        "flip": False,  # random horizontal flip (training only)
+        "batched_augment": True,  # augment whole batches (batch → map): ~2× the input rate per image
+        "cache": True,  # cache decoded, resized images in memory
+        "limit": 0,  # use only the first N training examples (0 = all); for quick looks and tests
+    },
+    "train": {
+        "epochs": 10,
+        "batch_size": 128,
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "momentum": 0.9,  # sgd and rmsprop
+        "nesterov": False,
+        "loss": "sparse_categorical_crossentropy",
+        "label_smoothing": 0.0,
+        "schedule": "constant",
+        "milestones": [],  # step schedule: epochs at which lr *= decay
+        "decay": 0.1,  # step / exponential / plateau factor
+        "decay_epochs": 1.0,  # exponential: lr *= decay every decay_epochs
+        "power": 1.0,  # polynomial
+        "patience": 5,  # plateau
+        "min_lr": 0.0,
+        "seed": 0,
+        "deterministic": False,
+        "precision": "float32",
+        "jit_compile": "auto",
+        "steps_per_execution": 1,
+        "verbose": 1,  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+    },
+    "log": {
+        "dir": "logs",
+        "checkpoints": True,
+        "profile": False,
+    },
+}
+
+CHOICES = {
+    "train.optimizer": ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "ftrl"),
+    "train.loss": ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mse"),
+    "train.schedule": ("constant", "step", "exponential", "polynomial", "cosine", "plateau"),
+    "train.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+    "train.jit_compile": ("auto", True, False),
+    "train.verbose": (0, 1, 2),
+    "data.channels": (0, 1, 3),
+    "model.padding": ("same", "valid"),
+}
+
+# (low, high, low_inclusive, high_inclusive); None = unbounded
+RANGES = {
+    "train.epochs": (1, None, True, None),
+    "train.batch_size": (1, None, True, None),
+    "train.lr": (0, None, False, None),
+    "train.momentum": (0, 1, True, False),
+    "train.decay": (0, 1, False, True),
+    "train.decay_epochs": (0, None, False, None),
+    "train.label_smoothing": (0, 1, True, False),
+    "train.steps_per_execution": (1, None, True, None),
+    "train.patience": (0, None, True, None),
+    "train.min_lr": (0, None, True, None),
+    "data.val_split": (0, 1, True, False),
+    "data.crop": (0, None, True, None),
+    "data.limit": (0, None, True, None),
+    "model.dropout": (0, 1, True, False),
+    "model.weight_decay": (0, None, True, None),
+    "model.width": (0, None, False, None),
+}
+
+
+def parse_value(text):
+    """A `--set` value as TOML (numbers, booleans, lists, quoted strings); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def find_experiment(name):
+    """Path of experiment `name` (a file path, or a stem in experiments/), or None."""
+    p = pathlib.Path(name)
+    if p.suffix == ".toml":
+        if not p.is_file():
+            raise UserError(f"experiment file {name} does not exist; check the path")
+        return p
+    q = EXPERIMENTS / f"{name}.toml"
+    return q if q.is_file() else None
+
+
+def list_experiments():
+    return sorted(p.stem for p in EXPERIMENTS.glob("*.toml"))
+
+
+def read_toml(path):
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"experiment file {path} is not valid TOML ({e}); fix the file") from None
+    except OSError as e:
+        raise UserError(f"cannot read experiment file {path} ({e.strerror})") from None
+
+
+def resolve(target, overrides=(), extra=None):
+    """The fully resolved config for `target` (experiment or network name).
+
+    overrides: iterable of "section.key=value" strings; extra: {"section.key": value} from flags.
+    Precedence: defaults ← network builder ← experiment file ← extra ← overrides.
+    """
+    layers_ = []  # (origin, {section: {key: value}})
+    path = find_experiment(target)
+    if path is not None:
+        layers_.append((str(path), read_toml(path)))
+        exp_name = path.stem
+    else:
+        registry.get(target)  # raises "unknown network" with suggestions; experiments too
+        layers_.append(("network", {"model": {"name": target}}))
+        exp_name = target
+    flat = {}
+    for key, value in (extra or {}).items():
+        flat[key] = value
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r} needs the form section.key=value, e.g. --set train.lr=0.1")
+        key, value = item.split("=", 1)
+        flat[key.strip()] = parse_value(value.strip())
+    nested = {}
+    for key, value in flat.items():
+        if key.count(".") != 1:
+            raise UserError(f"setting {key!r} must be section.key (sections: {', '.join(DEFAULTS)})")
+        sec, k = key.split(".")
+        nested.setdefault(sec, {})[k] = value
+    layers_.append(("command line", nested))
+
+    # The model's name decides which model keys exist, so find it first.
+    model_name = ""
+    for _, layer in layers_:
+        if isinstance(layer.get("model"), dict):
+            model_name = layer["model"].get("name", model_name)
+    if not model_name:
+        raise UserError(f"experiment {target} names no network; add [model] name = \"...\"")
+    if not isinstance(model_name, str):
+        raise UserError("model.name must be a string naming a network; run `python -m suite list`")
+    entry = registry.get(model_name)
+
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["model"] = {"name": model_name, **copy.deepcopy(entry.defaults())}
+    cfg["experiment"]["name"] = exp_name
+    for origin, layer in layers_:
+        merge(cfg, layer, origin)
+    validate(cfg)
+    return cfg
+
+
+def merge(cfg, layer, origin):
+    for sec, table in layer.items():
+        if sec not in cfg:
+            raise UserError(f"unknown section [{sec}] in {origin}{did_you_mean(sec, cfg)}; "
+                            f"sections are {', '.join(cfg)}")
+        if not isinstance(table, dict):
+            raise UserError(f"[{sec}] in {origin} must be a table of settings")
+        for key, value in table.items():
+            if key not in cfg[sec]:
+                raise UserError(f"unknown setting {sec}.{key} in {origin}{did_you_mean(key, cfg[sec])}; "
+                                f"run `python -m suite show {cfg['model']['name']} --config` for valid keys")
+            cfg[sec][key] = check_type(f"{sec}.{key}", value, cfg[sec][key], origin)
+
+
+def check_type(key, value, default, origin="config"):
+    """`value` converted to the type of `default`, or a UserError saying what was expected."""
+    def bad(expected):
+        return UserError(f"{key} = {value!r} in {origin} has the wrong type: expected {expected}")
+
+    if default is None or key == "train.jit_compile":
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer() and not isinstance(default, bool):
+                return int(value)
+            raise bad("an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        if not math.isfinite(value):
+            raise bad("a finite number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise bad("a list, e.g. [1, 2]")
+        return list(value)
+    return value
+
+
+def validate(cfg):
+    for key, choices in CHOICES.items():
+        sec, k = key.split(".")
+        if k in cfg[sec] and cfg[sec][k] not in choices:
+            raise UserError(f"{key} = {cfg[sec][k]!r} is not one of: {', '.join(map(str, choices))}")
+    for key, (lo, hi, lo_inc, hi_inc) in RANGES.items():
+        sec, k = key.split(".")
+        if k not in cfg[sec] or not isinstance(cfg[sec][k], (int, float)):
+            continue
+        v = cfg[sec][k]
+        if lo is not None and (v < lo or (v == lo and not lo_inc)):
+            raise UserError(f"{key} = {v} is out of range: it must be {'≥' if lo_inc else '>'} {lo}")
+        if hi is not None and (v > hi or (v == hi and not hi_inc)):
+            raise UserError(f"{key} = {v} is out of range: it must be {'≤' if hi_inc else '<'} {hi}")
+    size = cfg["data"]["image_size"]
+    if size and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)):
+        raise UserError(f"data.image_size = {size} must be [height, width] in pixels, or [] to keep the size")
+    if cfg["train"]["schedule"] == "step" and not cfg["train"]["milestones"]:
+        raise UserError("train.schedule = 'step' needs train.milestones, e.g. --set train.milestones=[30,60]")
+    return cfg
+
+
+def flatten(cfg):
+    """{"section.key": value} — for HParams and tables."""
+    return {f"{s}.{k}": v for s, t in cfg.items() for k, v in t.items()}

@@ -1,0 +1,22 @@
+"""Errors the user can fix, and the exit codes the CLI maps them to (documented in README.md)."""
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # a bug or an unexpected failure: shown with a traceback
+EXIT_USAGE = 2  # bad input: one line on stderr, nothing written
+EXIT_DIVERGED = 3  # the loss became NaN/inf; results.json says "diverged"
+
+
+class UserError(Exception):
+    """A mistake in the user's input. The message is one line naming the problem and the fix."""
+
+
+def closest(name, choices, n=3):
+    """The closest valid names, for 'did you mean' hints (difflib is good enough for short names)."""
+    import difflib
+
+    return difflib.get_close_matches(str(name), list(choices), n=n, cutoff=0.5)
+
+
+def did_you_mean(name, choices):
+    near = closest(name, choices)
+    return f" (did you mean {', '.join(near)}?)" if near else ""

@@ -1,0 +1,67 @@
+"""AlexNet (Krizhevsky, Sutskever, Hinton, 2012), single-tower form with 96/256/384/384/256 filters.
+
+ImageNet stem (227×227): conv1 96@11×11/4 → maxpool 3/2 → conv2 256@5×5 → maxpool 3/2 → conv3-5 →
+maxpool 3/2 → FC 4096 → FC 4096 → classes. Local response normalisation is optional (`lrn`, off by
+default: the notes and later work found it does little).
+
+Small-image adaptation (a small-image *stem*, not an input resize): for inputs under 64 px (digits,
+MNIST, CIFAR) conv1 becomes 96@3×3 stride 1 and pools use SAME (VALID in the ImageNet stem, as in the paper), as in common CIFAR ports of AlexNet,
+so an 8×8 digit still reaches conv5 at 1×1. `stem="auto"` picks it by input size; "imagenet"/"small"
+force one. `width` scales every layer (0.25 trains fast on a laptop CPU).
+"""
+
+import keras
+from keras import layers
+
+from ..registry import register
+from . import blocks
+
+
+def lrn(x, name):
+    # Keras has no LRN layer; this is the paper's formula (k=2, n=5, α=1e-4, β=0.75) in keras.ops.
+    def fn(t):
+        sq = keras.ops.square(t)
+        c = t.shape[-1]
+        pad = keras.ops.pad(sq, [[0, 0], [0, 0], [0, 0], [2, 2]])
+        s = sum(pad[..., i:i + c] for i in range(5))
+        return t / keras.ops.power(2.0 + 1e-4 * s, 0.75)
+
+    return layers.Lambda(fn, name=name)(x)
+
+
+def alexnet(input_shape=(227, 227, 3), num_classes=1000, *, padding="same", activation="relu", dropout=0.5,
+            batch_norm=False, weight_decay=0.0, initializer="he_normal", stem="auto", lrn=False,
+            width=1.0, fc_units=4096, name="alexnet"):
+    """AlexNet: five convs, three max pools, two 4096-unit FC layers with dropout."""
+    if stem == "auto":
+        stem = "small" if blocks.is_small(input_shape) else "imagenet"
+    if stem not in ("small", "imagenet"):
+        raise ValueError(f"stem must be auto, small or imagenet, not {stem!r}")
+    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
+    pool_pad = "same" if stem == "small" else "valid"  # the paper's overlapping pools: 55→27→13→6
+    x = inp = blocks.inputs(input_shape)
+    if stem == "imagenet":
+        x = blocks.conv(x, f(96), 11, strides=4, padding="valid", name="conv1", **kw)
+    else:
+        x = blocks.conv(x, f(96), 3, padding="same", name="conv1", **kw)
+    if lrn:
+        x = globals()["lrn"](x, "conv1_lrn")
+    x = blocks.pool(x, "max", 3, 2, padding=pool_pad, name="pool1")
+    x = blocks.conv(x, f(256), 5, padding=padding, name="conv2", **kw)
+    if lrn:
+        x = globals()["lrn"](x, "conv2_lrn")
+    x = blocks.pool(x, "max", 3, 2, padding=pool_pad, name="pool2")
+    x = blocks.conv(x, f(384), 3, padding=padding, name="conv3", **kw)
+    x = blocks.conv(x, f(384), 3, padding=padding, name="conv4", **kw)
+    x = blocks.conv(x, f(256), 3, padding=padding, name="conv5", **kw)
+    x = blocks.pool(x, "max", 3, 2, padding=pool_pad, name="pool5")
+    x = layers.Flatten(name="flatten")(x)
+    units = f(fc_units)
+    x = blocks.dense(x, units, dropout=dropout, name="fc6", **kw)
+    x = blocks.dense(x, units, dropout=dropout, name="fc7", **kw)
+    out = blocks.classifier(x, num_classes, weight_decay=weight_decay)
+    return keras.Model(inp, out, name=name)
+
+
+register("alexnet", input_shape=(227, 227, 3))(alexnet)
