@@ -1,0 +1,69 @@
+"""Optimizers, learning-rate schedules and losses from the [train] table (all Keras' own classes)."""
+
+import math
+
+import keras
+
+
+def schedule(t, steps_per_epoch):
+    """The learning rate: a float, or a keras LearningRateSchedule stepping per batch.
+    ("plateau" is a constant here; the ReduceLROnPlateau callback lowers it, see callbacks.py.)"""
+    lr, total = t["lr"], t["epochs"] * steps_per_epoch
+    kind = t["schedule"]
+    if kind in ("constant", "plateau"):
+        return lr
+    if kind == "step":
+        bounds = [int(round(m * steps_per_epoch)) for m in sorted(t["milestones"])]
+        values = [lr * t["decay"] ** i for i in range(len(bounds) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+    if kind == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            lr, decay_steps=max(1, int(t["decay_epochs"] * steps_per_epoch)), decay_rate=t["decay"])
+    if kind == "polynomial":
+        return keras.optimizers.schedules.PolynomialDecay(lr, max(1, total), t["min_lr"], power=t["power"])
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, max(1, total), alpha=t["min_lr"] / lr)
+    raise ValueError(kind)
+
+
+def optimizer(t, steps_per_epoch):
+    lr = schedule(t, steps_per_epoch)
+    name = t["optimizer"]
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=t["momentum"], nesterov=t["nesterov"])
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(lr, momentum=t["momentum"])
+    return {"adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad,
+            "adadelta": keras.optimizers.Adadelta, "ftrl": keras.optimizers.Ftrl}[name](lr)
+
+
+def one_hot(t):
+    """Whether the loss wants one-hot targets (everything but the sparse cross-entropy)."""
+    return t["loss"] != "sparse_categorical_crossentropy"
+
+
+def loss(t):
+    name, ls = t["loss"], t["label_smoothing"]
+    if name == "sparse_categorical_crossentropy":
+        if ls:
+            raise ValueError("label smoothing needs one-hot targets: use loss = categorical_crossentropy")
+        return keras.losses.SparseCategoricalCrossentropy()
+    if name == "categorical_crossentropy":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=ls)
+    if name == "binary_crossentropy":  # on the softmax outputs, one-vs-rest per class
+        return keras.losses.BinaryCrossentropy(label_smoothing=ls)
+    return keras.losses.MeanSquaredError()
+
+
+def metrics(t, num_classes):
+    sparse = not one_hot(t)
+    acc = keras.metrics.SparseCategoricalAccuracy if sparse else keras.metrics.CategoricalAccuracy
+    top = keras.metrics.SparseTopKCategoricalAccuracy if sparse else keras.metrics.TopKCategoricalAccuracy
+    out = [acc(name="accuracy")]
+    if num_classes > 5:
+        out.append(top(k=5, name="top5"))
+    return out
+
+
+def is_finite(x):
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,101 @@
+"""tf.data input pipelines: convert → resize → cache → shuffle → batch → augment → normalise → prefetch.
+
+Augmentation runs on whole batches by default (`data.batched_augment`): on the lent H100 per-image maps fed
+ResNet-20 only ~43k img/s of the ~108k it can eat, and batch-then-map about doubled that. The same function
+serves both modes (a single image is a batch of one), so the two can be measured against each other
+(benchmarks/pipeline.py). Random numbers are stateless and drawn from `Dataset.random(seed)`, so a seed
+fixes every epoch's crops and flips while each epoch still gets new ones.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def scale_of(x):
+    """Factor that maps the array's pixel values to [0, 1]."""
+    if x.dtype == np.uint8:
+        return 1 / 255
+    return 1 / 255 if float(np.max(x[:1000])) > 1.5 else 1.0
+
+
+def channel_stats(x, channels):
+    """Per-channel mean and std of training images in [0, 1], after grey↔RGB conversion."""
+    s = scale_of(x)
+    total, sq, n = 0.0, 0.0, 0
+    for i in range(0, len(x), 4096):  # chunks: CIFAR in float64 at once would be 1.2 GB
+        c = x[i:i + 4096].astype(np.float64) * s
+        total = total + c.sum(axis=(0, 1, 2))
+        sq = sq + (c ** 2).sum(axis=(0, 1, 2))
+        n += c.shape[0] * c.shape[1] * c.shape[2]
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean ** 2, 1e-12))
+    if x.shape[-1] == 1 and channels == 3:
+        mean, std = np.repeat(mean, 3), np.repeat(std, 3)
+    elif x.shape[-1] == 3 and channels == 1:  # the luma of the mean; the std of luma is close enough
+        w = np.array([0.2989, 0.587, 0.114])
+        mean, std = np.array([mean @ w]), np.array([std @ w])
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def augment(x, seed, crop=0, flip=False):
+    """Random crop after zero-padding by `crop` px and random horizontal flip, on a batch [B, H, W, C]."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    b = tf.shape(x)[0]
+    if crop:
+        h, w = x.shape[1], x.shape[2]
+        padded = tf.pad(x, [[0, 0], [crop, crop], [crop, crop], [0, 0]])
+        offset = tf.random.stateless_uniform([b, 2], crop_seed, 0, 2 * crop + 1, dtype=tf.int32)
+        rows = offset[:, :1] + tf.range(h)[None]  # [B, H]: each image its own window
+        cols = offset[:, 1:] + tf.range(w)[None]
+        x = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    if flip:
+        mask = tf.random.stateless_uniform([b, 1, 1, 1], flip_seed) < 0.5
+        x = tf.where(mask, tf.reverse(x, axis=[2]), x)
+    return x
+
+
+def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_classes=None,
+         one_hot=False, n_outputs=1):
+    """A tf.data.Dataset of (image, label) batches shaped for a network with input `shape` (H, W, C)."""
+    h, w, c = shape
+    s = scale_of(x)
+    mean = tf.constant(mean.reshape(1, 1, 1, -1))
+    std = tf.constant(std.reshape(1, 1, 1, -1))
+    crop = data_cfg["crop"] if training else 0
+    flip = data_cfg["flip"] if training else False
+
+    def convert(img, label):
+        img = tf.cast(img, tf.float32) * s
+        if img.shape[-1] == 1 and c == 3:
+            img = tf.image.grayscale_to_rgb(img)
+        elif img.shape[-1] == 3 and c == 1:
+            img = tf.image.rgb_to_grayscale(img)
+        if img.shape[0] != h or img.shape[1] != w:
+            img = tf.image.resize(img, (h, w))
+        return img, label
+
+    def finish(img, label):
+        img = (img - mean) / std
+        if one_hot:
+            label = tf.one_hot(label, num_classes)
+        if n_outputs > 1:  # auxiliary heads (GoogLeNet) learn the same labels
+            label = tuple([label] * n_outputs)
+        return img, label
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).map(convert, num_parallel_calls=AUTOTUNE)
+    if data_cfg["cache"]:
+        ds = ds.cache()
+    if training and data_cfg["shuffle"]:
+        ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
+    augmenting = training and (crop or flip)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    if augmenting and not data_cfg["batched_augment"]:
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda xy, sd: (augment(xy[0][None], sd, crop, flip)[0], xy[1]), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if augmenting and data_cfg["batched_augment"]:
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda xy, sd: (augment(xy[0], sd, crop, flip), xy[1]), num_parallel_calls=AUTOTUNE)
+    return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

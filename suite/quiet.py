@@ -1,0 +1,32 @@
+"""Import TensorFlow without its C++ start-up log lines on stderr.
+
+TF 2.21 prints oneDNN/CUDA/CPU-feature notices through absl before Python can configure logging, and
+TF_CPP_MIN_LOG_LEVEL no longer hides them; they would bury the one-line errors the CLI promises. So stderr's
+file descriptor points at /dev/null while TensorFlow loads and runs its first op (hand-written: no library
+does this). Python exceptions still surface: they are raised after stderr is restored.
+"""
+
+import os
+
+_done = False
+
+
+def import_tensorflow():
+    global _done
+    if _done or os.environ.get("SUITE_TF_LOGS"):
+        import tensorflow as tf
+
+        return tf
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow as tf
+
+        tf.constant(0.0) + 0  # the first op initialises the devices (and logs the missing CUDA driver)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    _done = True
+    return tf
