@@ -112,8 +112,11 @@ def make_dir(path):
                         "pick another with --set log.dir=PATH") from None
 
 
-def run(cfg, *, fresh=False, callbacks=(), echo=print):
-    """Train and evaluate one configuration. Returns the results dict (also in results.json)."""
+def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
+    """Train and evaluate one configuration. Returns the results dict (also in results.json).
+
+    run_dir: use this directory (e.g. a tuner trial's) instead of logs/<experiment>/<run-id>/; an
+    unfinished run there is resumed. callbacks: extra Keras callbacks (e.g. a tuner's)."""
     import keras
 
     from . import callbacks as cb
@@ -121,7 +124,11 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print):
 
     t_start = time.time()
     parts = prepare(cfg)
-    run_dir, resumed = run_dir_for(cfg, fresh)
+    if run_dir is None:
+        run_dir, resumed = run_dir_for(cfg, fresh)
+    else:
+        run_dir = pathlib.Path(run_dir)
+        resumed = (run_dir / "backup").is_dir() and status_of(run_dir) == "incomplete"
     make_dir(run_dir)
     write_json(run_dir / CONFIG, cfg)
     if resumed:
