@@ -1,0 +1,54 @@
+import pytest
+
+from suite import config
+from suite.errors import UserError
+
+
+def test_precedence_network_experiment_flags(tmp_path):
+    exp = tmp_path / "e.toml"
+    exp.write_text('[model]\nname = "alexnet"\ndropout = 0.3\n[train]\nlr = 0.5\nepochs = 7\n')
+    cfg = config.resolve(str(exp), ["train.lr=0.05"], {"train.epochs": 3})
+    assert cfg["model"]["dropout"] == 0.3  # experiment over network default (0.5)
+    assert cfg["model"]["padding"] == "same"  # network default
+    assert cfg["train"]["lr"] == 0.05  # --set over experiment
+    assert cfg["train"]["epochs"] == 3  # flag over experiment
+    assert cfg["experiment"]["name"] == "e"
+
+
+def test_bare_network_name():
+    cfg = config.resolve("lenet5_modern")
+    assert cfg["model"]["name"] == "lenet5_modern" and cfg["model"]["activation"] == "relu"
+
+
+@pytest.mark.parametrize("override, match", [
+    ("model.dropou=0.1", "unknown setting model.dropou.*did you mean dropout"),
+    ("train.lr=abc", "train.lr.*expected a number"),
+    ("train.epochs=1.5", "train.epochs.*expected an integer"),
+    ("train.shuffle=true", "unknown setting train.shuffle.*"),
+    ("data.shuffle=1", "data.shuffle.*expected true or false"),
+    ("model.padding=full", "model.padding.*not one of"),
+    ("train.optimizer=sgdd", "train.optimizer.*not one of"),
+    ("nosection=1", "must be section.key"),
+    ("foo.bar=1", "unknown section"),
+    ("train.lr", "needs the form section.key=value"),
+])
+def test_bad_overrides(override, match):
+    with pytest.raises(UserError, match=match):
+        config.resolve("lenet5", [override])
+
+
+def test_values_parse_as_toml():
+    cfg = config.resolve("lenet5", ["data.image_size=[32, 32]", "train.nesterov=true", "model.padding=same"])
+    assert cfg["data"]["image_size"] == [32, 32] and cfg["train"]["nesterov"] is True
+    assert cfg["model"]["padding"] == "same"
+
+
+def test_every_experiment_file_resolves():
+    for name in config.list_experiments():
+        cfg = config.resolve(name)
+        assert cfg["experiment"]["name"] == name
+
+
+def test_step_schedule_needs_milestones():
+    with pytest.raises(UserError, match="milestones"):
+        config.resolve("lenet5", ["train.schedule=step"])

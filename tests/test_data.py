@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+
+from suite import data, pipeline
+from suite.errors import UserError
+
+DATA_CFG = dict(crop=0, flip=False, shuffle=True, cache=True, batched_augment=True)
+
+
+def tiny_npz(path, n=40, shape=(12, 12), classes=4):
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 255, (n, *shape), dtype=np.uint8), y_train=np.arange(n) % classes,
+             x_test=rng.integers(0, 255, (n // 2, *shape), dtype=np.uint8), y_test=np.arange(n // 2) % classes)
+    return path
+
+
+def test_digits_is_embedded_and_split_is_fixed():
+    d = data.load("digits")
+    assert d.shape == (8, 8, 1) and d.num_classes == 10
+    assert len(d.x_train) + len(d.x_test) == 1797
+    a = data.split(d, 0.1, seed=0)
+    b = data.split(d, 0.1, seed=0)
+    c = data.split(d, 0.1, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[3], c[3])
+    assert len(a[2]) == round(len(d.x_train) * 0.1)
+
+
+def test_npz_loader(tmp_path):
+    d = data.load(str(tiny_npz(tmp_path / "t.npz")))
+    assert d.shape == (12, 12, 1) and d.num_classes == 4 and len(d.x_test) == 20
+
+
+def test_npz_missing_keys(tmp_path):
+    p = tmp_path / "bad.npz"
+    np.savez(p, x_train=np.zeros((2, 4, 4)), y_train=np.zeros(2))
+    with pytest.raises(UserError, match="lacks x_test, y_test"):
+        data.load(str(p))
+
+
+def test_keras_sets_read_from_data_dir(tmp_path, monkeypatch):
+    tiny_npz(tmp_path / "mnist.npz")
+    monkeypatch.setenv("SUITE_DATA_DIR", str(tmp_path))
+    assert data.load("mnist").shape == (12, 12, 1)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    d = data.load(str(tmp_path))
+    assert d.class_names == ["cat", "dog"] and d.shape == (10, 10, 3)
+    assert len(d.x_train) + len(d.x_test) == 10 and len(d.x_test) == 2
+
+
+@pytest.mark.parametrize("src, dst", [(1, 3), (3, 1), (1, 1), (3, 3)])
+def test_grey_and_rgb_convert(src, dst):
+    x = np.random.default_rng(0).integers(0, 255, (6, 8, 8, src), dtype=np.uint8)
+    mean, std = pipeline.channel_stats(x, dst)
+    ds = pipeline.make(x, np.zeros(6, np.int64), shape=(16, 16, dst), batch_size=3, training=False,
+                       data_cfg=DATA_CFG, seed=0, mean=mean, std=std)
+    xb, yb = next(iter(ds))
+    assert tuple(xb.shape) == (3, 16, 16, dst)
+
+
+def test_normalisation_uses_training_statistics():
+    x = np.random.default_rng(0).integers(0, 255, (64, 8, 8, 3), dtype=np.uint8)
+    mean, std = pipeline.channel_stats(x, 3)
+    ds = pipeline.make(x, np.zeros(64, np.int64), shape=(8, 8, 3), batch_size=64, training=False,
+                       data_cfg=DATA_CFG, seed=0, mean=mean, std=std)
+    xb = next(iter(ds))[0].numpy()
+    np.testing.assert_allclose(xb.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(xb.std(axis=(0, 1, 2)), 1, atol=1e-3)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_augmentation_only_on_training(batched):
+    x = np.arange(8 * 8 * 16, dtype=np.float32).reshape(16, 8, 8, 1) / (8 * 8 * 16)
+    cfg = {**DATA_CFG, "crop": 2, "flip": True, "shuffle": False, "batched_augment": batched}
+    kw = dict(shape=(8, 8, 1), batch_size=16, data_cfg=cfg, seed=3, mean=np.zeros(1, np.float32),
+              std=np.ones(1, np.float32))
+    train = next(iter(pipeline.make(x, np.zeros(16, np.int64), training=True, **kw)))[0].numpy()
+    test = next(iter(pipeline.make(x, np.zeros(16, np.int64), training=False, **kw)))[0].numpy()
+    np.testing.assert_array_equal(test, x)  # evaluation data untouched
+    assert not np.array_equal(train, x)  # training data cropped/flipped
+    assert train.shape == x.shape
+
+
+def test_augmentation_differs_between_epochs_but_repeats_with_seed():
+    x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
+    cfg = {**DATA_CFG, "crop": 2, "flip": True, "shuffle": False}
+    kw = dict(shape=(8, 8, 1), batch_size=32, data_cfg=cfg, mean=np.zeros(1, np.float32),
+              std=np.ones(1, np.float32), training=True)
+    ds = pipeline.make(x, np.zeros(32, np.int64), seed=5, **kw)
+    e1, e2 = (next(iter(ds))[0].numpy() for _ in range(2))
+    again = next(iter(pipeline.make(x, np.zeros(32, np.int64), seed=5, **kw)))[0].numpy()
+    assert not np.array_equal(e1, e2)
+    np.testing.assert_array_equal(e1, again)
+
+
+def test_crop_is_a_translation_of_the_padded_image():
+    x = np.random.default_rng(1).random((4, 6, 6, 1)).astype(np.float32)
+    out = pipeline.augment(x, np.array([1, 2], np.int64), crop=2, flip=False).numpy()
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    for i in range(4):
+        assert any(np.array_equal(out[i], padded[i, r:r + 6, c:c + 6]) for r in range(5) for c in range(5))
+
+
+def test_shuffle_off_keeps_order():
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(2, 1).repeat(2, 2)
+    cfg = {**DATA_CFG, "shuffle": False}
+    ds = pipeline.make(x, np.arange(10), shape=(2, 2, 1), batch_size=10, training=True, data_cfg=cfg, seed=0,
+                       mean=np.zeros(1, np.float32), std=np.ones(1, np.float32))
+    assert list(next(iter(ds))[1].numpy()) == list(range(10))
+    ds = pipeline.make(x, np.arange(10), shape=(2, 2, 1), batch_size=10, training=True,
+                       data_cfg={**cfg, "shuffle": True}, seed=0,
+                       mean=np.zeros(1, np.float32), std=np.ones(1, np.float32))
+    assert list(next(iter(ds))[1].numpy()) != list(range(10))

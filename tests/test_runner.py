@@ -1,0 +1,78 @@
+"""End-to-end: `python -m suite run` on the embedded digits data, through the real CLI."""
+
+import importlib.util
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def _events(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {}
+    for sub in ("train", "validation"):
+        acc = EventAccumulator(str(run_dir / sub))
+        acc.Reload()
+        tags[sub] = set(acc.Tags()["scalars"]) | set(acc.Tags()["tensors"])
+    return tags
+
+
+def test_smoke_run_writes_events_config_results(tmp_path):
+    p = run_cli("run", "lenet5_modern", "--epochs", "2", "--logdir", tmp_path, "--set", "train.verbose=2")
+    assert p.returncode == 0, p.stderr[-2000:]
+    runs = list((tmp_path / "lenet5_modern").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["name"] == "lenet5_modern" and cfg["train"]["epochs"] == 2 and cfg["data"]["name"] == "digits"
+    res = json.loads((run / "results.json").read_text())
+    assert res["status"] == "complete"
+    assert 0.0 <= res["test"]["accuracy"] <= 1.0 and res["params"] > 0
+    assert res["backend"] == "tensorflow" and res["versions"]["keras"].startswith("3.")
+    assert len(res["history"]["loss"]) == 2 and "learning_rate" in res["history"]
+    tags = _events(run)
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= tags["train"]
+    assert {"epoch_loss", "epoch_accuracy"} <= tags["validation"]
+    # Keras writes the conceptual (layer) graph as the "keras" summary: TensorBoard's Graphs tab draws it.
+    assert "keras" in tags["train"], "the model graph was not written"
+    assert str(run) in p.stdout.strip().splitlines()[-1]  # one closing summary line naming the run
+    assert "test accuracy" in p.stdout.strip().splitlines()[-1]
+
+
+def test_learns_digits(tmp_path):
+    p = run_cli("run", "lenet5_modern", "--epochs", "8", "--logdir", tmp_path, "--set", "train.optimizer=adam",
+                "--set", "train.lr=0.003", "--set", "train.verbose=0")
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(next((tmp_path / "lenet5_modern").glob("*/results.json")).read_text())
+    assert res["test"]["accuracy"] > 0.9, res["test"]
+
+
+def test_list_shows_networks_and_experiments():
+    p = run_cli("list")
+    assert p.returncode == 0
+    assert "alexnet" in p.stdout and "lenet5" in p.stdout and "experiments" in p.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "alexnett"], "unknown network 'alexnett' (did you mean alexnet"),
+    (["run", "lenet5", "--set", "train.lr=-1"], "train.lr = -1.0 is out of range"),
+    (["run", "lenet5", "--set", "model.dropou=0.1"], "unknown setting model.dropou"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    p = run_cli(*args, "--logdir", tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+    assert "Traceback" not in p.stderr
+    assert not any(tmp_path.iterdir()), "a bad command wrote files"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_smoke_run_on_jax_backend(tmp_path):
+    p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
+                env={"KERAS_BACKEND": "jax"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(next((tmp_path / "lenet5_modern").glob("*/results.json")).read_text())
+    assert res["backend"] == "jax" and res["status"] == "complete"
