@@ -4,6 +4,13 @@ C1 6@5×5 → S2 2×2 subsampling → C3 16@5×5 → S4 → C5 120@5×5 → F6 8
 Classic: tanh-like squashing and average-pool subsampling. Modern: ReLU and max pooling.
 Small-input adaptation (the paper's own): MNIST's 28×28 digits were centred in a 32×32 field,
 so inputs smaller than 32×32 are zero-padded to 32×32 (`pad_to=32`; 0 turns it off).
+
+`exercise2_cnn` is the notes' "代码练习二" network (seed 000: OUC deep-learning course, week-3 code
+exercise 2, CIFAR-10 classification; the net is the PyTorch "Training a classifier" tutorial's `Net`):
+conv 6@5×5 → ReLU → maxpool 2 → conv 16@5×5 → ReLU → maxpool 2 → FC 120 → FC 84 → classes,
+62,006 parameters on 32×32×3. The notes' answer to "how does it differ from LeNet?" is ReLU + max
+pooling instead of squashing + average subsampling; it also has no C5 conv and no 32×32 padding.
+Its convs are VALID, so an 8×8 digit is too small (use padding="same" there; the builder says so).
 """
 
 from keras import layers
@@ -34,6 +41,29 @@ def lenet(input_shape=(32, 32, 1), num_classes=10, *, padding="valid", activatio
     return _model(inp, blocks.classifier(x, num_classes, weight_decay=weight_decay), name)
 
 
+def exercise2_cnn(input_shape=(32, 32, 3), num_classes=10, *, padding="valid", activation="relu", pooling="max",
+                  filters=[6, 16], units=[120, 84], kernel_size=5, batch_norm=False, dropout=0.0,
+                  weight_decay=0.0, initializer="glorot_uniform", width=1.0, name="exercise2_cnn"):
+    """The notes' 代码练习二 CNN: two conv-ReLU-maxpool blocks, then FC 120 → FC 84 → classes."""
+    kw = dict(padding=padding, activation=activation, batch_norm=batch_norm, weight_decay=weight_decay,
+              initializer=initializer)
+    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    x = inp = blocks.inputs(input_shape)
+    for i, n in enumerate(filters, 1):
+        size = x.shape[1:3]
+        if padding == "valid" and min(size) < kernel_size:
+            raise ValueError(f"exercise2_cnn: conv{i} ({kernel_size}×{kernel_size}, VALID) needs a map of at least "
+                             f"{kernel_size}×{kernel_size}, got {size[0]}×{size[1]} from input {tuple(input_shape)}; "
+                             f"use padding='same' or a larger input")
+        x = blocks.conv(x, f(n), kernel_size, name=f"conv{i}", **kw)
+        x = blocks.pool(x, pooling, 2, padding=padding, name=f"pool{i}")
+    x = layers.Flatten(name="flatten")(x)
+    for i, n in enumerate(units, 1):
+        x = blocks.dense(x, f(n), activation=activation, dropout=dropout, batch_norm=batch_norm,
+                         weight_decay=weight_decay, initializer=initializer, name=f"fc{i}")
+    return _model(inp, blocks.classifier(x, num_classes, weight_decay=weight_decay), name)
+
+
 def _model(inp, out, name):
     import keras
 
@@ -44,3 +74,5 @@ register("lenet5", family="lenet", input_shape=(32, 32, 1),
          summary="LeNet-5 classic: tanh, average-pool subsampling (LeCun 1998)")(lenet)
 register("lenet5_modern", family="lenet", input_shape=(32, 32, 1), activation="relu", pooling="max",
          summary="LeNet-5 with ReLU and max pooling")(lenet)
+register("exercise2_cnn", family="lenet", input_shape=(32, 32, 3),
+         summary="The notes' 代码练习二 CNN (PyTorch CIFAR-10 tutorial Net): 2×(conv-ReLU-maxpool) + FC")(exercise2_cnn)

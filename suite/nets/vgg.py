@@ -1,0 +1,79 @@
+"""VGG (Simonyan & Zisserman, 2015, "Very Deep Convolutional Networks for Large-Scale Image Recognition", ICLR).
+
+Configurations A/B/D/E of the paper's Table 1 = VGG-11/13/16/19: stacks of 3×3 convs (stride 1, SAME,
+i.e. the paper's 1-pixel padding) separated by five 2×2/2 max pools, then FC 4096 → FC 4096 → classes
+with dropout 0.5 on the two hidden FCs. No LRN (the paper's A-LRN showed it does not help).
+The paper trains the deeper nets from A's weights or, as it notes, from Glorot & Bengio's
+initialisation — hence `initializer="glorot_uniform"` by default.
+`batch_norm=True` (vgg11_bn … vgg19_bn) puts BatchNorm between each conv and its ReLU, as torchvision's
+`vgg*_bn` do (the conv bias is then dropped: BN's β replaces it; torchvision keeps it).
+
+Parameter counts at 224×224×3, 1000 classes (Keras convention: biases included): VGG-11 132,863,336,
+VGG-13 133,047,848, VGG-16 138,357,544, VGG-19 143,667,240 (keras.applications.VGG16/19 agree;
+torchvision's vgg11/vgg13 list the same numbers).
+
+`padding="valid"` makes every 3×3 conv VALID (each shrinks the map by 2): a 224 input still fits
+(VGG-16 reaches pool5 at 3×3), 32×32 does not and raises a ValueError naming the layer.
+Pools are 2×2/2 in Caffe's ceil mode (Keras SAME pooling), identical to VALID on 224 and 32, but it lets
+28×28 (MNIST) reach 1×1 (28→14→7→4→2→1) and an 8×8 digit too (8→4→2→1→1→1).
+
+Small-image head (`head="cifar"`, chosen by `head="auto"` below 64 px): after five pools a 32×32 image is
+1×1×512, and the classifier becomes FC 512 → FC 512 → classes with dropout 0.5 — the head of
+chenyaofo/pytorch-cifar-models (`pytorch_cifar_models/vgg.py`, VGG "modified from torchvision"), whose
+cifar10_vgg16_bn reaches 94.16 % CIFAR-10 test accuracy (200 epochs, SGD 0.1 Nesterov, wd 5e-4, cosine;
+15.25 M parameters in PyTorch's count). `head="imagenet"` keeps the 4096-unit FCs; `fc_units` overrides
+the hidden width of either head. `width` scales the conv widths.
+"""
+
+import keras
+from keras import layers
+
+from ..registry import register
+from . import blocks
+
+CONFIGS = {  # Table 1 of the paper; "M" = 2×2 max pool
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same", activation="relu",
+        batch_norm=False, dropout=0.5, weight_decay=0.0, initializer="glorot_uniform", head="auto",
+        fc_units=0, width=1.0, name="vgg"):
+    """VGG-11/13/16/19: 3×3 conv stacks, five max pools, two hidden FC layers."""
+    if depth not in CONFIGS:
+        raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, not {depth}")
+    if head == "auto":
+        head = "cifar" if blocks.is_small(input_shape) else "imagenet"
+    if head not in ("cifar", "imagenet"):
+        raise ValueError(f"head must be auto, cifar or imagenet, not {head!r}")
+    kw = dict(padding=padding, activation=activation, batch_norm=batch_norm, weight_decay=weight_decay,
+              initializer=initializer)
+    x = inp = blocks.inputs(input_shape)
+    stage, idx = 1, 1
+    for v in CONFIGS[depth]:
+        if v == "M":
+            x = blocks.pool(x, "max", 2, 2, padding="same", name=f"block{stage}_pool")
+            stage, idx = stage + 1, 1
+            continue
+        h, w = x.shape[1:3]
+        if padding == "valid" and min(h, w) < 3:
+            raise ValueError(f"vgg{depth}: block{stage}_conv{idx} (3×3 VALID) needs a map of at least 3×3, got "
+                             f"{h}×{w} from input {tuple(input_shape)}; use padding='same' or a larger input")
+        x = blocks.conv(x, max(1, int(round(v * width))), 3, name=f"block{stage}_conv{idx}", **kw)
+        idx += 1
+    x = layers.Flatten(name="flatten")(x)
+    units = fc_units or (4096 if head == "imagenet" else 512)
+    for i in (1, 2):
+        x = blocks.dense(x, units, activation=activation, dropout=dropout, weight_decay=weight_decay,
+                         initializer=initializer, name=f"fc{i}")
+    out = blocks.classifier(x, num_classes, weight_decay=weight_decay, initializer=initializer)
+    return keras.Model(inp, out, name=name)
+
+
+for _d in (11, 13, 16, 19):
+    register(f"vgg{_d}", family="vgg", depth=_d, summary=f"VGG-{_d} (Simonyan & Zisserman 2015, Table 1)")(vgg)
+    register(f"vgg{_d}_bn", family="vgg", depth=_d, batch_norm=True,
+             summary=f"VGG-{_d} with BatchNorm after every conv (torchvision vgg{_d}_bn layout)")(vgg)
