@@ -1,10 +1,50 @@
-"""Keras callbacks the runner adds. Keras' own (TensorBoard, BackupAndRestore, ModelCheckpoint,
-ReduceLROnPlateau, TerminateOnNaN) do the work; the small ones here only add what Keras lacks."""
+"""Keras callbacks the runner adds. Keras' own (TensorBoard, BackupAndRestore, ReduceLROnPlateau,
+TerminateOnNaN) do the work; the small ones here add what Keras lacks, chiefly safety against `kill -9`:
 
+- `Backup` is Keras' BackupAndRestore with an atomic commit. Keras writes `latest.weights.h5` in place and
+  then `training_metadata.json`, so a kill during the write leaves a corrupt file (the resume crashes) and a
+  kill between the two leaves weights one epoch ahead of the epoch counter. Here each epoch is written into
+  a temporary folder that is renamed to `backup/epoch-NNNNN` (rename is atomic), then older ones go. The
+  commit also holds what Keras does not keep: the full history, optimizer iteration count, the plateau
+  callback's and the best checkpoint's state, so a resumed run goes on exactly where it stopped.
+- `TensorBoard` flushes its event files at every epoch end, before the backup commits, and `trim_events`
+  drops, on resume, the points of any epoch that was logged but not committed: steps stay continuous.
+- `BestCheckpoint` writes best.keras atomically (Keras' ModelCheckpoint writes in place).
+"""
+
+import json
 import math
+import os
+import pathlib
+import shutil
 import time
 
 import keras
+
+WEIGHTS = "backup.weights.h5"
+STATE = "state.json"
+
+
+def fsync_path(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_model(model, path):
+    """model.save(path) atomically: the file is complete or absent/old, never half-written."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")  # Keras wants the .keras suffix
+    model.save(tmp)
+    fsync_path(tmp)
+    os.replace(tmp, path)
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -34,7 +74,7 @@ class EpochStats(keras.callbacks.Callback):
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that also remembers where the loss stopped being finite."""
+    """TerminateOnNaN that also remembers where the loss stopped being finite (1-based epoch and batch)."""
 
     def __init__(self):
         super().__init__()
@@ -46,6 +86,312 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if self.where is None and loss is not None and not math.isfinite(float(loss)):
             self.where = {"epoch": self.epoch + 1, "batch": batch + 1, "loss": str(float(loss))}
             self.model.stop_training = True
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `path` (atomically) whenever `monitor` reaches a new maximum. `best` is part of
+    the backup state, so a resumed run does not overwrite a better model with a worse one."""
+
+    def __init__(self, path, monitor):
+        super().__init__()
+        self.path, self.monitor, self.best = pathlib.Path(path), monitor, -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        v = (logs or {}).get(self.monitor)
+        if v is None or not math.isfinite(float(v)) or float(v) <= self.best:
+            return
+        self.best = float(v)
+        save_model(self.model, self.path)
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback whose event files are flushed at every epoch end (the writer otherwise
+    holds up to 2 minutes of events in memory, which a kill would lose after the backup committed them)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for w in self._writers.values():
+            w.flush()
+
+
+def _epoch_dirs(backup_dir):
+    """Committed epochs in `backup_dir`, newest first: [(epoch, path)]."""
+    out = []
+    for p in pathlib.Path(backup_dir).glob("epoch-*"):
+        try:
+            out.append((int(p.name.split("-", 1)[1]), p))
+        except ValueError:
+            continue
+    return sorted(out, reverse=True)
+
+
+def committed(backup_dir):
+    """The newest committed backup state (a dict with epoch, iterations, history, ...), or None."""
+    for _, p in _epoch_dirs(backup_dir):
+        try:
+            state = json.loads((p / STATE).read_text())
+        except (OSError, ValueError):
+            continue
+        if (p / WEIGHTS).is_file():
+            return {**state, "path": str(p)}
+    return None
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore with an atomic per-epoch commit (see the module docstring).
+
+    stateful: {name: (object, [attribute, ...])} saved with each commit and restored on resume, e.g. the
+    ReduceLROnPlateau callback's wait/best. stop: a StopOnNaN; an epoch in which the loss diverged is not
+    committed. The backup is not deleted at train end: the runner deletes it after results.json is
+    written, so a kill in between still finds the finished epochs."""
+
+    def __init__(self, backup_dir, stateful=None, stop=None):
+        super().__init__(str(backup_dir), delete_checkpoint=False)
+        self.dir = pathlib.Path(backup_dir)
+        self.stateful = stateful or {}
+        self.stop = stop
+        self.history = {}  # every epoch's logs, restored ones included
+        self.restored = None  # the state resumed from, or None
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _load_model(self):
+        if self.dir.is_dir():
+            for p in self.dir.glob(".tmp-*"):  # a commit that a kill interrupted
+                shutil.rmtree(p, ignore_errors=True)
+        state = committed(self.dir)
+        if state is None:
+            return
+        opt = self.model.optimizer
+        if opt is not None and not opt.built:
+            opt.build(self.model.trainable_variables)
+        self.model.load_weights(pathlib.Path(state["path"]) / WEIGHTS)  # weights and optimizer slots
+        if opt is not None:
+            opt.iterations.assign(state["iterations"])
+            if state.get("learning_rate") is not None and not _scheduled(opt):
+                opt.learning_rate = state["learning_rate"]  # ReduceLROnPlateau may have lowered it
+        for name, (obj, attrs) in self.stateful.items():
+            for a in attrs:
+                if a in state.get("callbacks", {}).get(name, {}):
+                    setattr(obj, a, state["callbacks"][name][a])
+        self.history = {k: list(v) for k, v in state.get("history", {}).items()}
+        self.model._initial_epoch = state["epoch"]
+        self.restored = state
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        for k, v in (logs or {}).items():
+            try:
+                self.history.setdefault(k, []).append(float(v))
+            except (TypeError, ValueError):
+                pass
+        if self.stop is not None and self.stop.where:
+            return  # a diverged epoch is not a completed one
+        self.commit(epoch + 1)
+
+    def commit(self, epoch):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".tmp-{epoch}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.model.save_weights(tmp / WEIGHTS)
+        opt = self.model.optimizer
+        lr = None
+        if opt is not None and not _scheduled(opt):
+            lr = float(keras.ops.convert_to_numpy(opt.learning_rate))
+        state = {
+            "epoch": epoch,
+            "iterations": int(keras.ops.convert_to_numpy(opt.iterations)) if opt is not None else 0,
+            "learning_rate": lr,
+            "history": self.history,
+            "callbacks": {name: {a: _plain(getattr(obj, a)) for a in attrs if hasattr(obj, a)}
+                          for name, (obj, attrs) in self.stateful.items()},
+            "time": time.time(),
+        }
+        with open(tmp / STATE, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_path(tmp / WEIGHTS)
+        final = self.dir / f"epoch-{epoch:05d}"
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)  # the commit point
+        fsync_path(self.dir)
+        for e, p in _epoch_dirs(self.dir):
+            if e != epoch:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        pass
+
+
+def _scheduled(opt):
+    """Whether the optimizer's learning rate is a schedule (a function of iterations) rather than a variable."""
+    inner = getattr(opt, "inner_optimizer", opt)  # LossScaleOptimizer under mixed precision
+    return isinstance(getattr(inner, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule)
+
+
+def _plain(v):
+    try:
+        return float(v) if not isinstance(v, (int, str, bool)) else v
+    except (TypeError, ValueError):
+        return None
+
+
+def _event_files(run_dir):
+    return [p for p in pathlib.Path(run_dir).rglob("events.out.tfevents.*")
+            if "backup" not in p.relative_to(run_dir).parts]
+
+
+def trim_events(run_dir, epoch, iterations):
+    """Before a run resumes at `epoch` (0 = from the start), drop every TensorBoard point it will write
+    again: epoch-stepped points at step ≥ epoch, iteration-stepped ones (`*_vs_iterations`) past
+    `iterations`, and the graph/model/hparams summaries each start rewrites. A record cut short by a kill
+    is dropped too. Files are rewritten atomically. Returns the number of points dropped."""
+    for p in pathlib.Path(run_dir).rglob(".trim.tmp"):  # a rewrite that a kill interrupted
+        p.unlink()
+    files = _event_files(run_dir)
+    if not files:
+        return 0
+    if epoch == 0:
+        for p in files:
+            p.unlink()
+        return len(files)
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+
+    dropped = 0
+    for path in files:
+        kept, changed = [], False
+        try:
+            for rec in tf.data.TFRecordDataset(str(path)):
+                kept.append(rec.numpy())
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError):
+            changed = True  # a truncated last record
+        out = []
+        for raw in kept:
+            ev = event_pb2.Event.FromString(raw)
+            if ev.HasField("file_version"):
+                out.append(raw)
+                continue
+            if ev.HasField("graph_def") or ev.HasField("meta_graph_def"):
+                changed, dropped = True, dropped + 1
+                continue
+            if ev.HasField("summary"):
+                values = [v for v in ev.summary.value if _keep(v.tag, ev.step, epoch, iterations)]
+                if len(values) != len(ev.summary.value):
+                    changed, dropped = True, dropped + len(ev.summary.value) - len(values)
+                    if not values:
+                        continue
+                    del ev.summary.value[:]
+                    ev.summary.value.extend(values)
+                    raw = ev.SerializeToString()
+                out.append(raw)
+            elif ev.step < epoch:
+                out.append(raw)
+            else:
+                changed, dropped = True, dropped + 1
+        if changed:
+            tmp = path.with_name(".trim.tmp")  # no "tfevents" in the name: TensorBoard must not read it
+            with tf.io.TFRecordWriter(str(tmp)) as w:
+                for raw in out:
+                    w.write(raw)
+            os.replace(tmp, path)
+    return dropped
+
+
+def _keep(tag, step, epoch, iterations):
+    if tag == "keras" or tag.startswith("_hparams_"):
+        return False  # written again when the run restarts
+    if tag.endswith("_vs_iterations"):
+        return step <= iterations
+    return step < epoch
+
+
+class RunSummaries(keras.callbacks.Callback):
+    """What Keras' TensorBoard callback does not log, written to the run directory (see suite.tblog):
+    at the start the run's settings as HParams and a grid of augmented training images; at the end (unless the
+    loss diverged) the test confusion matrix, per-class accuracy, and test / best validation accuracy as scalars,
+    which the HParams dashboard shows as columns beside those of train/ and validation/."""
+
+    def __init__(self, run_dir, cfg, *, train_ds=None, test=None, mean=None, std=None, class_names=None,
+                 stop=None, hparams=True):
+        super().__init__()
+        self.run_dir, self.cfg, self.train_ds = str(run_dir), cfg, train_ds
+        self.test = test  # (dataset, integer labels in the dataset's order)
+        self.mean, self.std, self.class_names = mean, std, class_names
+        self.stop, self.hparams = stop, hparams
+        self.epoch, self.best_val = 0, None
+        self.grid_done, self.mark_steps, self.trace = False, False, None
+
+    def on_train_begin(self, logs=None):
+        from . import tblog
+
+        if self.hparams:
+            name = f"{self.cfg['experiment']['name']}/{pathlib.Path(self.run_dir).name}"
+            tblog.write_hparams(self.run_dir, tblog.run_hparams(self.cfg), trial_id=name)
+        self.writer = tblog.tf.summary.create_file_writer(self.run_dir)  # one events file for the rest
+        try:  # beside Keras' conceptual graph in train/
+            tblog.log_op_graph(pathlib.Path(self.run_dir) / "train", self.model)
+        except Exception as e:  # a graph TensorFlow cannot trace must not stop the training
+            print(f"note: no op graph for TensorBoard ({type(e).__name__}: {str(e)[:200]})")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from . import tblog
+
+        first, self.grid_done = not self.grid_done, True
+        if first and self.train_ds is not None and self.mean is not None:
+            # at the first epoch this process trains: step 0, or the epoch a resumed run restarts at
+            tblog.log_augmented_batch(self.writer, self.train_ds, self.mean, self.std, self.cfg.get("data"),
+                                      step=epoch)
+        # --profile: mark each step of the first epoch so the profiler's overview and input-pipeline pages can
+        # find them (Keras 3 marks profiled batches under a name XProf does not treat as a training step)
+        self.mark_steps = bool(first and self.cfg.get("log", {}).get("profile")
+                               and keras.backend.backend() == "tensorflow")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.mark_steps:
+            import tensorflow as tf
+
+            self.trace = tf.profiler.experimental.Trace("train", step_num=batch, _r=1)
+            self.trace.__enter__()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.trace is not None:
+            self.trace.__exit__(None, None, None)
+            self.trace = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.mark_steps = False
+        self.epoch = epoch + 1
+        v = next((float(x) for k, x in (logs or {}).items() if k.startswith("val_") and k.endswith("accuracy")
+                  and "top" not in k), None)
+        if v is not None and math.isfinite(v):
+            self.best_val = v if self.best_val is None else max(self.best_val, v)
+
+    def on_train_end(self, logs=None):
+        from . import tblog
+
+        try:
+            if self.stop is not None and self.stop.where:
+                return  # diverged: the weights are not worth a confusion matrix
+            if self.best_val is not None:
+                tblog.write_scalars(self.writer, {"best_val_accuracy": self.best_val}, step=self.epoch)
+            if self.test is None:
+                return
+            ds, labels = self.test
+            probs = self.model.predict(ds, verbose=0)
+            if isinstance(probs, (list, tuple)):  # auxiliary heads: the first output is the classifier
+                probs = probs[0]
+            probs = keras.ops.convert_to_numpy(probs)
+            tblog.log_confusion(self.writer, labels, probs.argmax(-1), class_names=self.class_names,
+                                num_classes=probs.shape[-1], step=self.epoch)
+        finally:
+            self.writer.close()

@@ -35,6 +35,8 @@ def flag_overrides(a):
             extra[key] = getattr(a, flag)
     if getattr(a, "deterministic", False):
         extra["train.deterministic"] = True
+    if getattr(a, "profile", False):
+        extra["log.profile"] = True
     return extra
 
 
@@ -49,6 +51,8 @@ def cmd_run(a):
 def cmd_list(a):
     from . import config, registry
 
+    if getattr(a, "runs", False):
+        return list_runs(a.logdir)
     print("networks:")
     for name in registry.list_models():
         e = registry.get(name)
@@ -56,6 +60,72 @@ def cmd_list(a):
     print("experiments (experiments/*.toml):")
     for name in config.list_experiments():
         print(f"  {name}")
+    return 0
+
+
+def cmd_show(a):
+    from . import config, show
+
+    if a.config:
+        print(show.config_text(config.resolve(a.target, a.set)))
+        return 0
+    shape = show.parse_input(a.input) if a.input else None
+    if a.classes is not None and a.classes < 1:
+        raise UserError(f"--classes {a.classes} must be at least 1")
+    try:
+        show.show(a.target, a.set, input_shape=shape, classes=a.classes)
+    except BrokenPipeError:  # `suite show resnet50 | head`
+        import os
+
+        sys.stdout = open(os.devnull, "w")
+    return 0
+
+
+def cmd_tune(a):
+    from . import tune_search
+
+    extra = {"tune.tuner": a.tuner, "tune.max_trials": a.max_trials, "tune.epochs": a.epochs,
+             "tune.objective": a.objective, "data.name": a.data, "train.seed": a.seed, "log.dir": a.logdir}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    if a.workers is not None and a.workers < 1:
+        raise UserError(f"--workers {a.workers} must be at least 1")
+    relaunch = [a.target] + [x for s in a.set for x in ("--set", s)]  # what a worker process is started with
+    for flag in ("tuner", "max_trials", "epochs", "objective", "data", "seed", "logdir"):
+        if getattr(a, flag) is not None:
+            relaunch += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
+    return tune_search.search(a.target, a.set, extra, workers=a.workers or 0, fresh=a.fresh, study=a.study,
+                             relaunch=relaunch)
+
+
+def cmd_board(a):
+    from . import board
+
+    return board.serve(a.logdir, host=a.host, port=a.port)
+
+
+def cmd_report(a):
+    from . import report
+
+    report.report(a.paths or ["logs"], csv_path=a.csv, plots=not a.no_plots, combined=a.plot)
+    return 0
+
+
+def list_runs(logdir):
+    from . import runner
+
+    rows = runner.list_runs(logdir)
+    if not rows:
+        print(f"no runs under {logdir}")
+    for d, status, res, note in rows:
+        if status == "complete" and res:
+            acc = (res.get("test") or {}).get("accuracy")
+            note = f"test accuracy {acc:.4f}" if isinstance(acc, float) else ""
+        elif status == "diverged" and res and res.get("diverged_at"):
+            w = res["diverged_at"]
+            note = f"loss {w.get('loss')} at epoch {w.get('epoch')} batch {w.get('batch')}"
+        elif status == "incomplete":
+            note += "; run the same command to resume"
+        print(f"  {status:<10} {str(d):<60} {note}")
     return 0
 
 
@@ -67,10 +137,62 @@ def parser():
     r = sub.add_parser("run", help="train and evaluate one network or experiment")
     add_run_args(r)
     r.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+    r.add_argument("--profile", action="store_true",
+                   help="profile a few training steps for TensorBoard's Profile tab (input-pipeline analysis)")
     r.set_defaults(fn=cmd_run)
 
     ls = sub.add_parser("list", help="list networks and experiments")
+    ls.add_argument("--runs", action="store_true",
+                    help="list the run directories instead: complete, diverged, incomplete (resumable) or running")
+    ls.add_argument("--logdir", default="logs", help="root of the run directories (default logs)")
     ls.set_defaults(fn=cmd_list)
+
+    sh = sub.add_parser("show", help="per-layer table: shapes, parameters, MACs, receptive field, (N−F+2P)/S+1")
+    sh.add_argument("target", help="a network (see `suite list`) or an experiment (experiments/NAME.toml or a path)")
+    sh.add_argument("--input", metavar="H,W,C", help="input shape (default: the experiment's data set, else the "
+                    "network's paper input); T,F or T for sequence models")
+    sh.add_argument("--classes", type=int, metavar="N", help="number of classes (default: the data set's, else "
+                    "the network's)")
+    sh.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any setting, e.g. --set model.width=0.5 --set model.padding=valid")
+    sh.add_argument("--config", action="store_true", help="print the resolved configuration (every valid key "
+                    "with its value) as TOML instead of the table")
+    sh.set_defaults(fn=cmd_show)
+
+    bd = sub.add_parser("board", help="TensorBoard on the run directories (scalars, images, graph, HParams)")
+    bd.add_argument("--logdir", default="logs", help="folder of run directories (default logs)")
+    bd.add_argument("--port", type=int, help="port (default 6006, or the next free one)")
+    bd.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
+    bd.set_defaults(fn=cmd_board)
+
+    rp = sub.add_parser("report", help="table of runs (test vs paper accuracy, status) and training-curve plots")
+    rp.add_argument("paths", nargs="*", help="run directories or folders holding them (default logs)")
+    rp.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH ('-': CSV on stdout instead)")
+    rp.add_argument("--plot", metavar="PATH", help="where the combined plot goes (default report.png in the "
+                    "folder holding all the runs)")
+    rp.add_argument("--no-plots", action="store_true", help="only the table: write no PNG files")
+    rp.set_defaults(fn=cmd_report)
+
+    tu = sub.add_parser("tune", help="hyperparameter search with keras-tuner (learning rate, batch size, depth, …)")
+    tu.add_argument("target", help="a network (see `suite list`) or an experiment (experiments/NAME.toml or a path)")
+    tu.add_argument("--tuner", help="random (default), hyperband, bayesian or grid (tune.tuner)")
+    tu.add_argument("--max-trials", type=int, metavar="N", help="trials at most (tune.max_trials; hyperband: "
+                    "its brackets decide)")
+    tu.add_argument("--epochs", type=int, metavar="E", help="epochs per trial; hyperband: the most one trial gets "
+                    "(tune.epochs)")
+    tu.add_argument("--objective", help="val_accuracy (default), val_loss, accuracy or loss (tune.objective)")
+    tu.add_argument("--workers", type=int, metavar="N", help="run N worker processes beside a chief oracle "
+                    "(keras-tuner's distributed mode on 127.0.0.1)")
+    tu.add_argument("--study", metavar="NAME", help="study name: logs/<experiment>/tune-NAME/ (default: "
+                    "<tuner>-<hash of the settings>, so the same command continues the same study)")
+    tu.add_argument("--fresh", action="store_true", help="start the study over (the earlier one is kept, renamed)")
+    tu.add_argument("--data", help="digits (default), mnist, fashion_mnist, cifar10, cifar100, path.npz or a folder")
+    tu.add_argument("--seed", type=int, help="random seed of every trial's training (tune.seed seeds the search)")
+    tu.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any setting, e.g. --set tune.lr=[1e-3,0.3] --set tune.depth=[11,13,16,19]")
+    tu.add_argument("--logdir", help="root of the run directories (default logs)")
+    tu.set_defaults(fn=cmd_tune)
     return p
 
 
@@ -86,8 +208,16 @@ def main(argv=None):
     except UserError as e:
         if debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return errors.EXIT_USAGE
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or debug:
+            raise
+        print(f"error: no space left on the device ({e.filename or 'writing the run'}); the run directory keeps "
+              "its last completed epoch: free some space and run the same command to resume", file=sys.stderr)
+        return errors.EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: the run directory keeps its last completed epoch; run the same command to resume",
               file=sys.stderr)

@@ -66,6 +66,30 @@ DEFAULTS = {
         "checkpoints": True,
         "profile": False,
     },
+    # `python -m suite tune` (suite/tune.py). Search space: a list of values per knob; for lr, momentum, dropout
+    # and weight_decay two numbers are a range (lr, weight_decay: log-uniform) and three or more a set of values;
+    # [] = not tuned. `depth` maps to the network's depth knob (VGG 11/13/16/19, CIFAR ResNet 20/32/44/56, …).
+    "tune": {
+        "lr": [1e-4, 1e-1],
+        "batch_size": [32, 64, 128],
+        "depth": [],
+        "optimizer": [],
+        "momentum": [],
+        "dropout": [],
+        "weight_decay": [],
+        "padding": [],
+        "activation": [],
+        "tuner": "random",  # random | hyperband | bayesian | grid
+        "max_trials": 0,  # 0 = 10 (random, bayesian), every combination (grid); hyperband runs its brackets
+        "epochs": 6,  # epochs per trial; hyperband: the most a trial gets (max_epochs)
+        "factor": 3,  # hyperband: keep the best 1/factor of each round
+        "hyperband_iterations": 1,
+        "objective": "val_accuracy",  # val_accuracy | val_loss | accuracy | loss (best epoch of a trial)
+        "seed": 0,  # the search's random seed (the trials keep train.seed)
+        "max_failures": 10,  # this many failed (e.g. diverged) trials in a row stop the search
+        "checkpoints": False,  # keep best.keras/last.keras of every trial
+        "restart_every": 20,  # start the process afresh after this many trials (0 = never); see tune_study
+    },
 }
 
 CHOICES = {
@@ -77,10 +101,13 @@ CHOICES = {
     "train.verbose": (0, 1, 2),
     "data.channels": (0, 1, 3),
     "model.padding": ("same", "valid"),
+    "tune.tuner": ("random", "hyperband", "bayesian", "grid"),
+    "tune.objective": ("val_accuracy", "val_loss", "accuracy", "loss"),
 }
 
 # (low, high, low_inclusive, high_inclusive); None = unbounded
 RANGES = {
+    "tune.restart_every": (0, None, True, None),
     "train.epochs": (1, None, True, None),
     "train.batch_size": (1, None, True, None),
     "train.lr": (0, None, False, None),
@@ -97,6 +124,12 @@ RANGES = {
     "model.dropout": (0, 1, True, False),
     "model.weight_decay": (0, None, True, None),
     "model.width": (0, None, False, None),
+    "tune.max_trials": (0, None, True, None),
+    "tune.epochs": (1, None, True, None),
+    "tune.factor": (2, None, True, None),
+    "tune.hyperband_iterations": (1, None, True, None),
+    "tune.max_failures": (1, None, True, None),
+    "tune.seed": (0, None, True, None),
 }
 
 
@@ -145,7 +178,10 @@ def resolve(target, overrides=(), extra=None):
         layers_.append((str(path), read_toml(path)))
         exp_name = path.stem
     else:
-        registry.get(target)  # raises "unknown network" with suggestions; experiments too
+        if target not in registry.list_models():
+            known = sorted(set(registry.list_models()) | set(list_experiments()))
+            raise UserError(f"unknown network {target!r}{did_you_mean(target, known)}, and no experiment "
+                            f"experiments/{target}.toml either; run `python -m suite list` to see them all")
         layers_.append(("network", {"model": {"name": target}}))
         exp_name = target
     flat = {}
@@ -228,6 +264,14 @@ def check_type(key, value, default, origin="config"):
     if isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)):
             raise bad("a list, e.g. [1, 2]")
+        kinds = {type(d) for d in default}
+        if len(kinds) == 1 and kinds <= {bool, int, float, str}:  # a list of one kind: check its items too
+            kind = kinds.pop()
+            try:
+                return [check_type(f"{key}[{i}]", v, default[0], origin) for i, v in enumerate(value)]
+            except UserError:
+                names = {bool: "true/false", int: "integers", float: "numbers", str: "strings"}
+                raise bad(f"a list of {names[kind]}, e.g. {list(default)}") from None
         return list(value)
     return value
 
@@ -249,6 +293,9 @@ def validate(cfg):
     size = cfg["data"]["image_size"]
     if size and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)):
         raise UserError(f"data.image_size = {size} must be [height, width] in pixels, or [] to keep the size")
+    ms = cfg["train"]["milestones"]
+    if not all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in ms):
+        raise UserError(f"train.milestones = {ms} must be a list of positive epoch numbers, e.g. [30, 60]")
     if cfg["train"]["schedule"] == "step" and not cfg["train"]["milestones"]:
         raise UserError("train.schedule = 'step' needs train.milestones, e.g. --set train.milestones=[30,60]")
     return cfg

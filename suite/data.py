@@ -6,6 +6,7 @@ import dataclasses
 import os
 import pathlib
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -87,9 +88,9 @@ def _npz(path, name):
             arrays = [f[k] for k in NPZ_KEYS]
     except UserError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({type(e).__name__}: {e}); "
-                        "re-download or re-create it") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError) as e:
+        why = " ".join(f"{type(e).__name__}: {e}".split())[:200]  # truncated or corrupt: zip, zlib or .npy errors
+        raise UserError(f"{path} is not a readable .npz file ({why}); re-download or re-create it") from None
     return _arrays(name, *arrays)
 
 
@@ -102,17 +103,28 @@ def _arrays(name, xtr, ytr, xte, yte):
 
 
 def _nhwc(x, name):
+    x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
+        raise UserError(f"{name}: images must be numbers (uint8 or float), not {x.dtype}")
     if x.ndim == 3:  # grey [N, H, W] → [N, H, W, 1]
         x = x[..., None]
     if x.ndim != 4:
         raise UserError(f"{name}: images must be [N, H, W] or [N, H, W, C], not shape {list(x.shape)}")
     if x.shape[-1] not in (1, 3) and x.shape[1] in (1, 3):
         x = np.transpose(x, (0, 2, 3, 1))  # channels-first files (e.g. exported from PyTorch)
+    if len(x) and min(x.shape[1:3]) < 1:
+        raise UserError(f"{name}: images of {x.shape[1]}×{x.shape[2]} pixels are empty; check the file")
+    if np.issubdtype(x.dtype, np.floating) and len(x) and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
+        raise UserError(f"{name}: {bad} image{'s' if bad > 1 else ''} with NaN or infinite pixel values; "
+                        "clean the data file")
     return x
 
 
 def _labels(y, name):
     y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        raise UserError(f"{name}: labels contain NaN or infinite values; labels must be class ids 0..num_classes-1")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:

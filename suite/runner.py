@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import platform
+import shutil
 import sys
 import time
 
@@ -37,6 +38,7 @@ def config_hash(cfg):
     c = json.loads(json.dumps(cfg))
     c["train"].pop("verbose", None)
     c["experiment"].pop("description", None)
+    c.pop("tune", None)  # the search space does not change what `run` trains
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -78,20 +80,95 @@ def prepare(cfg):
     try:
         model = registry.build(m["name"], shape, data.num_classes, **kw)
     except ValueError as e:
-        msg = " ".join(str(e).split())[:300]
-        raise UserError(f"{m['name']} cannot take {h}×{w}×{c} images with these settings: {msg}; "
-                        "use larger images (data.image_size), padding='same' or a small-image stem") from None
+        raise build_error(e, m["name"], shape) from None
+    check_shapes(model, m["name"], shape)
     return dict(data=data, train=(xtr, ytr), val=(xva, yva), shape=shape, model=model)
 
 
+ADVICE = "use larger images (--set data.image_size=[32,32]), --set model.padding=same or a small-image stem"
+
+
+def _size(shape):
+    dims = [d for d in tuple(shape)[1:-1]]
+    return "×".join("?" if d is None else str(d) for d in dims) if dims else "?"
+
+
+def _describe(layer):
+    """'Conv2D 5×5, stride 1, padding valid' from whatever of these the layer has."""
+    bits = [type(layer).__name__]
+    k = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    if k is not None:
+        bits[0] += " " + "×".join(map(str, k if isinstance(k, (tuple, list)) else (k,)))
+    st = getattr(layer, "strides", None)
+    if st is not None:
+        st = tuple(st) if isinstance(st, (tuple, list)) else (st,)
+        bits.append(f"stride {st[0] if len(set(st)) == 1 else '×'.join(map(str, st))}")
+    if getattr(layer, "padding", None) in ("valid", "same"):
+        bits.append(f"padding {layer.padding}")
+    return ", ".join(bits)
+
+
+def _failing_layer(tb):
+    """The innermost Keras layer being called when a build failed, and its input tensor (or None, None).
+    Keras filters its own frames from tracebacks but keeps the error handler's, whose `args` are
+    (layer, inputs, ...)."""
+    import keras
+
+    found = (None, None)
+    while tb is not None:
+        loc = tb.tb_frame.f_locals
+        args = loc.get("args")
+        cand = args if isinstance(args, tuple) and args else (loc.get("self"), loc.get("inputs"))
+        if isinstance(cand[0], keras.layers.Layer) and len(cand) > 1 and hasattr(cand[1], "shape"):
+            found = (cand[0], cand[1])
+        tb = tb.tb_next
+    return found
+
+
+def build_error(e, name, shape):
+    """A one-line UserError for a builder's ValueError, naming the layer and the map size it got."""
+    h, w, c = shape
+    msg = " ".join(str(e).split())
+    layer, x = _failing_layer(e.__traceback__)
+    if layer is None:  # the builder's own message (e.g. exercise2_cnn names the layer itself)
+        return UserError(f"cannot build {name} for {h}×{w}×{c} images: {msg[:300]}")
+    if any(s in msg.lower() for s in ("negative", "zero", "too small", "output size")):
+        return UserError(f"{name} cannot take {h}×{w}×{c} images: layer {layer.name} ({_describe(layer)}) gets a "
+                         f"{_size(x.shape)} feature map and its output would be smaller than 1×1; {ADVICE}")
+    return UserError(f"cannot build {name} for {h}×{w}×{c} images: layer {layer.name} ({_describe(layer)}) on a "
+                     f"{_size(x.shape)} input: {msg[:240]}")
+
+
+def check_shapes(model, name, shape):
+    """Keras lets some layers (e.g. VALID pooling) produce empty maps; a 0×N map is an error here."""
+    h, w, c = shape
+    for layer in model.layers:
+        try:
+            out = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(out) >= 3 and any(d is not None and d < 1 for d in out[1:-1]):
+            try:
+                src = layer.input.shape
+            except (AttributeError, ValueError):
+                src = out
+            raise UserError(f"{name} cannot take {h}×{w}×{c} images: layer {layer.name} ({_describe(layer)}) turns a "
+                            f"{_size(src)} feature map into {_size(out)}; {ADVICE}")
+
+
 def run_dir_for(cfg, fresh=False):
-    """logs/<experiment>/<run-id>/ — the newest unfinished run of the same config is resumed unless fresh."""
+    """logs/<experiment>/<run-id>/ — the newest unfinished run of the same config is resumed unless fresh
+    (one that another process is training is left alone). Returns (path, resuming)."""
     root = pathlib.Path(cfg["log"]["dir"]) / cfg["experiment"]["name"]
     h = config_hash(cfg)
     if not fresh and root.is_dir():
         for d in sorted(root.glob(f"*-{h}"), reverse=True):
+            if not d.is_dir() or is_locked(d):
+                continue
             if status_of(d) == "incomplete":
                 return d, True
+            if (d / "backup").is_dir():  # finished, but killed before its backup was deleted
+                shutil.rmtree(d / "backup", ignore_errors=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     d = root / f"{stamp}-{h}"
     n = 1
@@ -101,38 +178,124 @@ def run_dir_for(cfg, fresh=False):
     return d, False
 
 
+def check_writable(path, need_bytes=0, shown=None):
+    """Fails with one line if `path` (or the nearest existing parent) cannot take new files: checked
+    before the run directory is created, so a bad log.dir leaves nothing behind. `shown`: the path to name."""
+    p = pathlib.Path(path).absolute()
+    path = shown or path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    fix = "pick another with --logdir PATH"
+    if not p.is_dir():
+        raise UserError(f"cannot write the log directory {path}: {p} is a file, not a folder; {fix}")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the log directory {path}: {p} is not writable; {fix}")
+    free = shutil.disk_usage(p).free
+    if free < need_bytes:
+        raise UserError(f"not enough disk space for {path}: {free / 1e6:.0f} MB free, about "
+                        f"{need_bytes / 1e6:.0f} MB needed (checkpoints and backup); free some space or {fix}")
+
+
 def make_dir(path):
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
         raise UserError(f"cannot write the log directory {path} ({e.strerror}); "
-                        "pick another with --set log.dir=PATH") from None
+                        "pick another with --logdir PATH") from None
+
+
+def lock(run_dir):
+    """An exclusive lock on the run directory for this process's lifetime (released by the OS even after
+    kill -9): two processes never train into the same directory. Returns the fd (or None without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no locking
+        return None
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserError(f"{run_dir} is being trained by another process; wait for it, or use --fresh "
+                        "for a new run") from None
+    return fd
+
+
+def is_locked(run_dir):
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def unlock(fd):
+    if fd is not None:
+        os.close(fd)
 
 
 def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
     """Train and evaluate one configuration. Returns the results dict (also in results.json).
 
     run_dir: use this directory (e.g. a tuner trial's) instead of logs/<experiment>/<run-id>/; an
-    unfinished run there is resumed. callbacks: extra Keras callbacks (e.g. a tuner's)."""
+    unfinished run there is resumed. callbacks: extra Keras callbacks (e.g. a tuner's).
+
+    Crash safety (kill -9 at any moment): every epoch end flushes TensorBoard, saves best.keras atomically
+    and then commits the backup atomically (callbacks.Backup); a rerun of the same command finds the
+    unfinished directory, drops TensorBoard points past the last commit and continues from there."""
+    t_start = time.time()
+    parts = prepare(cfg)  # every input check: nothing has been written yet
+    shown = run_dir
+    if run_dir is None:
+        run_dir, resumed = run_dir_for(cfg, fresh)
+        shown = cfg["log"]["dir"]
+    else:
+        run_dir = pathlib.Path(run_dir)
+        resumed = (run_dir / CONFIG).is_file() and status_of(run_dir) == "incomplete"  # a run began there
+    params = parts["model"].count_params()
+    # disk: best + last + the backup (weights and optimizer slots) + event files
+    check_writable(run_dir, need_bytes=20 * params + 20_000_000, shown=shown)
+    make_dir(run_dir)
+    fd = lock(run_dir)
+    try:
+        return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start)
+    finally:
+        unlock(fd)
+
+
+def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start):
     import keras
 
     from . import callbacks as cb
     from . import optim, pipeline
 
-    t_start = time.time()
-    parts = prepare(cfg)
-    if run_dir is None:
-        run_dir, resumed = run_dir_for(cfg, fresh)
-    else:
-        run_dir = pathlib.Path(run_dir)
-        resumed = (run_dir / "backup").is_dir() and status_of(run_dir) == "incomplete"
-    make_dir(run_dir)
-    write_json(run_dir / CONFIG, cfg)
+    done = cb.committed(run_dir / "backup") if resumed else None
+    start_epoch = done["epoch"] if done else 0
     if resumed:
-        echo(f"resuming {run_dir} from its last completed epoch (use --fresh to start over)")
+        for p in run_dir.glob(".*.tmp*"):  # a model or JSON file whose atomic write a kill interrupted
+            if p.is_file():
+                p.unlink()
+        cb.trim_events(run_dir, start_epoch, done["iterations"] if done else 0)
+        if done:
+            echo(f"resuming {run_dir} after epoch {start_epoch} of {cfg['train']['epochs']} "
+                 "(use --fresh to start over)")
+        else:
+            echo(f"restarting {run_dir}: it stopped before its first epoch ended")
+    write_json(run_dir / CONFIG, cfg)
 
     d, t = cfg["data"], cfg["train"]
     data, model, shape = parts["data"], parts["model"], parts["shape"]
@@ -161,16 +324,25 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     if n_out > 1:
         monitor = monitor.replace("accuracy", "predictions_accuracy")
+    stateful = {}
     cbs = [stop, cb.EpochStats(len(xtr)), cb.LearningRateLogger()]
     if t["schedule"] == "plateau":
-        cbs.insert(0, keras.callbacks.ReduceLROnPlateau(monitor=monitor.replace("accuracy", "loss"), factor=t["decay"],
-                                                        patience=t["patience"], min_lr=t["min_lr"], verbose=1))
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor.replace("accuracy", "loss"), factor=t["decay"],
+                                                    patience=t["patience"], min_lr=t["min_lr"], verbose=1)
+        cbs.insert(0, plateau)
+        stateful["plateau"] = (plateau, ["best", "wait", "cooldown_counter"])
     cbs += list(callbacks)
-    cbs += [keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-            keras.callbacks.TensorBoard(str(run_dir), write_graph=True, profile_batch=_profile(cfg))]
+    # Epoch-end order is the crash-safety protocol: TensorBoard flushed → best.keras → backup commit.
+    cbs.append(cb.TensorBoard(str(run_dir), write_graph=True, profile_batch=_profile(cfg) if not start_epoch else 0))
     if cfg["log"]["checkpoints"]:
-        cbs.append(keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor=monitor, mode="max",
-                                                   save_best_only=True))
+        best = cb.BestCheckpoint(run_dir / "best.keras", monitor)
+        cbs.append(best)
+        stateful["best_checkpoint"] = (best, ["best"])
+    backup = cb.Backup(run_dir / "backup", stateful=stateful, stop=stop)
+    cbs.append(backup)
+    # augmented-image grid, confusion matrix, HParams (callers passing callbacks, e.g. tuner trials, write their own)
+    cbs.append(cb.RunSummaries(run_dir, cfg, train_ds=train_ds, test=(test_ds, data.y_test), mean=mean, std=std,
+                               class_names=data.class_names, stop=stop, hparams=not callbacks))
     history = model.fit(train_ds, validation_data=val_ds, epochs=t["epochs"], callbacks=cbs, verbose=t["verbose"],
                         shuffle=False)  # tf.data shuffles (or not: data.shuffle)
 
@@ -182,9 +354,9 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
             infer.compile(loss=optim.loss(t), metrics=optim.metrics(t, data.num_classes))
         test = {k: float(v) for k, v in infer.evaluate(test_ds, verbose=0, return_dict=True).items()}
         if cfg["log"]["checkpoints"]:
-            infer.save(run_dir / "last.keras")
-    hist = {k: [float(x) for x in v] for k, v in history.history.items()}
-    val_acc = hist.get(monitor, [])
+            cb.save_model(infer, run_dir / "last.keras")
+    hist = backup.history  # every epoch, the ones before a resume included
+    val_acc = [v for v in hist.get(monitor, []) if v == v]
     results = {
         "status": status,
         "experiment": cfg["experiment"]["name"],
@@ -193,8 +365,10 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
         "test": test,
         "best_val_accuracy": max(val_acc) if val_acc else None,
         "epochs": t["epochs"],
-        "epochs_run_now": len(hist.get("loss", [])),
-        "resumed": resumed,
+        "epochs_completed": len(hist.get("loss", [])) - (1 if stop.where else 0),
+        "epochs_run_now": len(history.history.get("loss", [])),
+        "resumed": bool(resumed),
+        "resumed_from_epoch": start_epoch if resumed else None,
         "diverged_at": stop.where,
         "params": int(infer.count_params()),
         "input_shape": list(shape),
@@ -202,6 +376,7 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
         "train_examples": len(xtr),
         "wall_time_s": round(time.time() - t_start, 2),
         "seed": t["seed"],
+        "deterministic": t["deterministic"],
         "reference_accuracy": cfg["experiment"]["reference_accuracy"] or None,
         "reference_data": cfg["experiment"]["reference_data"],
         "history": hist,
@@ -210,9 +385,47 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
         "versions": versions(),
         "run_dir": str(run_dir),
     }
-    write_json(run_dir / RESULTS, results)
+    write_json(run_dir / RESULTS, results)  # the run is finished from here on
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
     echo(summary_line(results))
     return results
+
+
+def load_model(path):
+    """Load a saved .keras model with Keras' safe mode (no arbitrary code from lambda layers)."""
+    import keras
+
+    return keras.models.load_model(path, safe_mode=True)
+
+
+def list_runs(log_dir):
+    """[(run_dir, status, results-or-None, note)] for every run directory under log_dir, oldest first.
+    status: complete | diverged | incomplete | running (an incomplete run another process holds)."""
+    from . import callbacks as cb
+
+    root = pathlib.Path(log_dir)
+    rows = []
+    if not root.is_dir():
+        return rows
+    for cfg_file in sorted(root.glob("*/*/" + CONFIG)):
+        d = cfg_file.parent
+        st, res, note = status_of(d), None, ""
+        if st == "incomplete":
+            try:
+                epochs = json.loads(cfg_file.read_text())["train"]["epochs"]
+            except (OSError, ValueError, KeyError, TypeError):
+                epochs = "?"
+            state = cb.committed(d / "backup")
+            note = f"{state['epoch'] if state else 0}/{epochs} epochs saved"
+            if is_locked(d):
+                st = "running"
+        else:
+            try:
+                res = json.loads((d / RESULTS).read_text())
+            except (OSError, ValueError):
+                res = None
+        rows.append((d, st, res, note))
+    return rows
 
 
 def _profile(cfg):
@@ -233,7 +446,8 @@ def versions():
 def summary_line(r):
     if r["status"] == "diverged":
         w = r["diverged_at"]
-        return (f"{r['experiment']} ({r['model']}) · {r['data']} · DIVERGED at epoch {w['epoch']} batch {w['batch']} "
+        name = r["model"] if r["experiment"] == r["model"] else f"{r['experiment']} ({r['model']})"
+        return (f"{name} · {r['data']} · DIVERGED at epoch {w['epoch']} batch {w['batch']} "
                 f"(loss {w['loss']}) · {r['run_dir']}")
     acc = r["test"].get("accuracy")
     ref = ""
