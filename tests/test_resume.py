@@ -5,7 +5,6 @@ points), and the optimizer state and learning-rate schedule going on where they 
 import json
 import math
 import os
-import pathlib
 import signal
 import subprocess
 import sys

@@ -88,39 +88,22 @@ def test_bad_tune_settings_are_one_line_errors(tmp_path, setting, message):
         tune.space(config.resolve(str(write_exp(tmp_path, "")), [setting]))
 
 
-def _depth_net():
-    from suite import registry
-
-    if "tune_test_depth" not in registry._MODELS:
-        import keras
-
-        def net(input_shape=(8, 8, 1), num_classes=10, *, depth=2, name="tune_test_depth"):
-            if depth > 3:
-                raise ValueError(f"depth {depth} shrinks an 8×8 input below 1×1")
-            x = inp = keras.Input(input_shape)
-            for i in range(depth):
-                x = keras.layers.Conv2D(4, 3, padding="valid", name=f"c{i}")(x)
-            x = keras.layers.GlobalAveragePooling2D()(x)
-            return keras.Model(inp, keras.layers.Dense(num_classes, activation="softmax")(x), name=name)
-
-        registry.register("tune_test_depth", family="test", input_shape=(8, 8, 1))(net)
-    return "tune_test_depth"
-
-
 def test_depth_maps_to_the_networks_knob_and_is_checked_before_the_search(tmp_path):
-    from suite import config, registry, tune
+    from suite import config, tune
     from suite.errors import UserError
 
-    name = _depth_net()
-    cfg = config.resolve(str(write_exp(tmp_path, "lr = []\nbatch_size = []\ndepth = [1, 2, 3]", model=name)))
+    # exercise2_cnn's depth is its number of conv-ReLU-maxpool blocks; at 8×8 with VALID 5×5 convs only 1 fits.
+    cfg = config.resolve(str(write_exp(tmp_path, "lr = []\nbatch_size = []\ndepth = [1, 2, 3]",
+                                       model="exercise2_cnn")), ["model.padding=same"])
     (p,) = tune.space(cfg)
-    assert p.key == "model.depth" and p.values == [1, 2, 3]
+    assert p.key == "model.conv_blocks" and p.values == [1, 2, 3]
     tune.check_input(cfg, [p])
-    cfg = config.resolve(str(write_exp(tmp_path, "lr = []\nbatch_size = []\ndepth = [2, 5]", model=name)))
-    with pytest.raises(UserError, match="depth value 5 does not work for tune_test_depth"):
+    cfg = config.resolve(str(write_exp(tmp_path, "lr = []\nbatch_size = []\ndepth = [1, 2]",
+                                       model="exercise2_cnn")))
+    with pytest.raises(UserError, match="depth value 2 does not work for exercise2_cnn"):
         tune.check_input(cfg, tune.space(cfg))
-    if "vgg11" in registry.list_models():  # the real families (written alongside): VGG's knob is depth
-        assert tune.depth_knob("vgg11") == "depth"
+    assert tune.depth_knob("vgg11") == "depth" and tune.depth_knob("resnet20") == "depth"
+    assert tune.depth_knob("densenet_bc100") == "depth"
 
 
 def test_toml_values_round_trip():

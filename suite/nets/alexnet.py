@@ -33,11 +33,8 @@ def alexnet(input_shape=(227, 227, 3), num_classes=1000, *, padding="same", acti
             batch_norm=False, weight_decay=0.0, initializer="he_normal", stem="auto", lrn=False,
             width=1.0, fc_units=4096, name="alexnet"):
     """AlexNet: five convs, three max pools, two 4096-unit FC layers with dropout."""
-    if stem == "auto":
-        stem = "small" if blocks.is_small(input_shape) else "imagenet"
-    if stem not in ("small", "imagenet"):
-        raise ValueError(f"stem must be auto, small or imagenet, not {stem!r}")
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    stem = blocks.pick_stem(stem, input_shape, "small")
+    f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     pool_pad = "same" if stem == "small" else "valid"  # the paper's overlapping pools: 55→27→13→6
     x = inp = blocks.inputs(input_shape)
@@ -56,12 +53,15 @@ def alexnet(input_shape=(227, 227, 3), num_classes=1000, *, padding="same", acti
     x = blocks.conv(x, f(384), 3, padding=padding, name="conv4", **kw)
     x = blocks.conv(x, f(256), 3, padding=padding, name="conv5", **kw)
     x = blocks.pool(x, "max", 3, 2, padding=pool_pad, name="pool5")
+    return keras.Model(inp, fc_head(x, num_classes, f(fc_units), dropout, kw), name=name)
+
+
+def fc_head(x, num_classes, units, dropout, kw):
+    """Flatten → FC6 → FC7 (ReLU, dropout) → classifier: AlexNet's head, shared with ZFNet."""
     x = layers.Flatten(name="flatten")(x)
-    units = f(fc_units)
     x = blocks.dense(x, units, dropout=dropout, name="fc6", **kw)
     x = blocks.dense(x, units, dropout=dropout, name="fc7", **kw)
-    out = blocks.classifier(x, num_classes, weight_decay=weight_decay)
-    return keras.Model(inp, out, name=name)
+    return blocks.classifier(x, num_classes, weight_decay=kw["weight_decay"])
 
 
 register("alexnet", input_shape=(227, 227, 3))(alexnet)

@@ -36,7 +36,7 @@ def allcnn(input_shape=(32, 32, 3), num_classes=10, *, downsample="stride", filt
     if downsample not in DOWNSAMPLE:
         raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE)}, not {downsample!r}")
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    f = blocks.scaler(width)
     x = inp = blocks.inputs(input_shape)
     if input_dropout:
         x = layers.Dropout(input_dropout, name="input_dropout")(x)

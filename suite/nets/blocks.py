@@ -58,3 +58,17 @@ def inputs(input_shape, name="input"):
 def is_small(input_shape, threshold=64):
     """True for MNIST/CIFAR-sized inputs, where ImageNet stems would shrink the map to nothing."""
     return min(input_shape[0], input_shape[1]) < threshold
+
+
+def scaler(width):
+    """The `width` knob: n channels → round(n·width), at least 1."""
+    return lambda n: max(1, int(round(n * width)))
+
+
+def pick_stem(value, input_shape, small, knob="stem"):
+    """Resolve a stem/head option: "auto" picks `small` (e.g. "cifar") for small inputs, else "imagenet"."""
+    if value == "auto":
+        return small if is_small(input_shape) else "imagenet"
+    if value not in (small, "imagenet"):
+        raise ValueError(f"{knob} must be auto, {small} or imagenet, not {value!r}")
+    return value

@@ -81,10 +81,7 @@ def densenet(input_shape=(224, 224, 3), num_classes=1000, *, blocks=[6, 12, 24, 
              compression=0.5, bottleneck=True, stem="auto", activation="relu", batch_norm=True, dropout=0.0,
              weight_decay=0.0, initializer="he_normal", width=1.0, name="densenet"):
     """DenseNet-BC for ImageNet (Huang et al. 2017, Table 1): 4 dense blocks, k = 32."""
-    if stem == "auto":
-        stem = "cifar" if nb.is_small(input_shape) else "imagenet"
-    if stem not in ("imagenet", "cifar"):
-        raise ValueError(f"stem must be auto, imagenet or cifar, not {stem!r}")
+    stem = nb.pick_stem(stem, input_shape, "cifar")
     if not blocks or not all(isinstance(n, int) and n > 0 for n in blocks):
         raise ValueError(f"blocks must be a list of positive layer counts, not {blocks}")
     k = max(1, int(round(growth_rate * width)))

@@ -56,12 +56,9 @@ def dilated(input_shape=(32, 32, 3), num_classes=10, *, rates=[2, 4, 6], repeats
     """Stem, then `repeats` × len(rates) dilated 3×3 convs at one resolution, GAP, softmax."""
     if not rates or any(int(r) < 1 for r in rates):
         raise ValueError(f"rates must be a non-empty list of positive dilation rates, not {rates}")
-    if stem == "auto":
-        stem = "small" if blocks.is_small(input_shape) else "imagenet"
-    if stem not in ("small", "imagenet"):
-        raise ValueError(f"stem must be auto, small or imagenet, not {stem!r}")
+    stem = blocks.pick_stem(stem, input_shape, "small")
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    f = blocks.scaler(width)
     x = inp = blocks.inputs(input_shape)
     if stem == "small":
         x = blocks.conv(x, f(stem_filters), 3, name="stem1", **kw)

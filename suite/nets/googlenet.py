@@ -96,11 +96,8 @@ def googlenet(input_shape=(224, 224, 3), num_classes=1000, *, aux_logits=True, s
               batch_norm=False, lrn=False, dropout=0.4, aux_dropout=0.7, weight_decay=0.0,
               initializer="glorot_uniform", width=1.0, name="googlenet"):
     """GoogLeNet (Inception v1): nine inception modules; two auxiliary classifiers while training."""
-    if stem == "auto":
-        stem = "small" if blocks.is_small(input_shape) else "imagenet"
-    if stem not in ("imagenet", "small"):
-        raise ValueError(f"stem must be auto, imagenet or small, not {stem!r}")
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    stem = blocks.pick_stem(stem, input_shape, "small")
+    f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
     if stem == "imagenet":

@@ -43,11 +43,19 @@ def lenet(input_shape=(32, 32, 1), num_classes=10, *, padding="valid", activatio
 
 def exercise2_cnn(input_shape=(32, 32, 3), num_classes=10, *, padding="valid", activation="relu", pooling="max",
                   filters=[6, 16], units=[120, 84], kernel_size=5, batch_norm=False, dropout=0.0,
-                  weight_decay=0.0, initializer="glorot_uniform", width=1.0, name="exercise2_cnn"):
-    """The notes' 代码练习二 CNN: two conv-ReLU-maxpool blocks, then FC 120 → FC 84 → classes."""
+                  weight_decay=0.0, initializer="glorot_uniform", width=1.0, conv_blocks=0, name="exercise2_cnn"):
+    """The notes' 代码练习二 CNN: two conv-ReLU-maxpool blocks, then FC 120 → FC 84 → classes.
+
+    conv_blocks: how many conv-ReLU-maxpool blocks (0 = one per entry of `filters`); extra blocks double the
+    last block's filters. The depth knob `suite tune` varies for LeNet-like nets."""
+    filters = list(filters)
+    if conv_blocks:
+        while len(filters) < conv_blocks:
+            filters.append(filters[-1] * 2)
+        filters = filters[:conv_blocks]
     kw = dict(padding=padding, activation=activation, batch_norm=batch_norm, weight_decay=weight_decay,
               initializer=initializer)
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    f = blocks.scaler(width)
     x = inp = blocks.inputs(input_shape)
     for i, n in enumerate(filters, 1):
         size = x.shape[1:3]

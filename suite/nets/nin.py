@@ -35,7 +35,7 @@ def nin(input_shape=(32, 32, 3), num_classes=10, *, maps=[[192, 160, 96], [192, 
         raise ValueError(f"nin needs one kernel size per mlpconv block and one pool between blocks: "
                          f"maps={maps}, kernels={kernels}, pools={pools}")
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    f = blocks.scaler(width)
     x = inp = blocks.inputs(input_shape)
     cccp = 1
     for b, (widths, k) in enumerate(zip(maps, kernels), 1):

@@ -187,8 +187,12 @@ def _head(x, inp, num_classes, weight_decay, name):
     return keras.Model(inp, out, name=name)
 
 
-def _scale(width):
-    return lambda n: max(1, int(round(n * width)))
+def imagenet_stem(x, filters, kw):
+    """conv1 7×7/2 (explicit 3-px padding) → max pool 3×3/2: 224 → 112 → 56 (shared with ResNeXt)."""
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
+    x = blocks.conv(x, filters, 7, strides=2, padding="valid", name="conv1", **kw)
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    return blocks.pool(x, "max", 3, 2, name="pool1_pool")
 
 
 def resnet(input_shape=(224, 224, 3), num_classes=1000, *, depth=50, shortcut="B", stem="auto",
@@ -198,19 +202,13 @@ def resnet(input_shape=(224, 224, 3), num_classes=1000, *, depth=50, shortcut="B
     if depth not in IMAGENET_DEPTHS:
         raise ValueError(f"ImageNet ResNet depth must be one of {sorted(IMAGENET_DEPTHS)}, not {depth} "
                          "(for CIFAR ResNets with depth 6n+2 use resnet20…resnet110)")
-    if stem == "auto":
-        stem = "cifar" if blocks.is_small(input_shape) else "imagenet"
-    if stem not in ("imagenet", "cifar"):
-        raise ValueError(f"stem must be auto, imagenet or cifar, not {stem!r}")
+    stem = blocks.pick_stem(stem, input_shape, "cifar")
     kind, counts = IMAGENET_DEPTHS[depth]
-    f = _scale(width)
+    f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
     if stem == "imagenet":
-        x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
-        x = blocks.conv(x, f(64), 7, strides=2, padding="valid", name="conv1", **kw)
-        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = blocks.pool(x, "max", 3, 2, name="pool1_pool")
+        x = imagenet_stem(x, f(64), kw)
     else:
         x = blocks.conv(x, f(64), 3, name="conv1", **kw)
     if kind == "basic":
@@ -229,7 +227,7 @@ def resnet_cifar(input_shape=(32, 32, 3), num_classes=10, *, depth=20, shortcut=
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110, …), not {depth}")
     n = (depth - 2) // 6
-    f = _scale(width)
+    f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
     x = blocks.conv(x, f(16), 3, name="conv1", **kw)

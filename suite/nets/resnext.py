@@ -34,7 +34,7 @@ from keras import layers
 
 from ..registry import register
 from . import blocks
-from .resnet import bottleneck_block, stack
+from .resnet import bottleneck_block, imagenet_stem, stack
 
 IMAGENET_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 
@@ -59,18 +59,12 @@ def resnext(input_shape=(224, 224, 3), num_classes=1000, *, depth=50, cardinalit
     """ResNeXt for ImageNet (Xie et al. 2017, Table 1): depth 50/101/152, C×d grouped bottlenecks."""
     if depth not in IMAGENET_DEPTHS:
         raise ValueError(f"ImageNet ResNeXt depth must be one of {sorted(IMAGENET_DEPTHS)}, not {depth}")
-    if stem == "auto":
-        stem = "cifar" if blocks.is_small(input_shape) else "imagenet"
-    if stem not in ("imagenet", "cifar"):
-        raise ValueError(f"stem must be auto, imagenet or cifar, not {stem!r}")
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    stem = blocks.pick_stem(stem, input_shape, "cifar")
+    f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
     if stem == "imagenet":
-        x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
-        x = blocks.conv(x, f(64), 7, strides=2, padding="valid", name="conv1", **kw)
-        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = blocks.pool(x, "max", 3, 2, name="pool1_pool")
+        x = imagenet_stem(x, f(64), kw)
     else:
         x = blocks.conv(x, f(64), 3, name="conv1", **kw)
     x = _stages(x, IMAGENET_DEPTHS[depth], cardinality, bottleneck_width, group_conv, f, kw)
@@ -84,7 +78,7 @@ def resnext_cifar(input_shape=(32, 32, 3), num_classes=10, *, depth=29, cardinal
     if depth < 11 or (depth - 2) % 9:
         raise ValueError(f"CIFAR ResNeXt depth must be 9n+2 (11, 20, 29, 38, …), not {depth}")
     n = (depth - 2) // 9
-    f = lambda k: max(1, int(round(k * width)))  # noqa: E731
+    f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
     x = blocks.conv(x, f(64), 3, name="conv1", **kw)

@@ -45,10 +45,8 @@ def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same"
     """VGG-11/13/16/19: 3×3 conv stacks, five max pools, two hidden FC layers."""
     if depth not in CONFIGS:
         raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, not {depth}")
-    if head == "auto":
-        head = "cifar" if blocks.is_small(input_shape) else "imagenet"
-    if head not in ("cifar", "imagenet"):
-        raise ValueError(f"head must be auto, cifar or imagenet, not {head!r}")
+    head = blocks.pick_stem(head, input_shape, "cifar", knob="head")
+    f = blocks.scaler(width)
     kw = dict(padding=padding, activation=activation, batch_norm=batch_norm, weight_decay=weight_decay,
               initializer=initializer)
     x = inp = blocks.inputs(input_shape)
@@ -62,7 +60,7 @@ def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same"
         if padding == "valid" and min(h, w) < 3:
             raise ValueError(f"vgg{depth}: block{stage}_conv{idx} (3×3 VALID) needs a map of at least 3×3, got "
                              f"{h}×{w} from input {tuple(input_shape)}; use padding='same' or a larger input")
-        x = blocks.conv(x, max(1, int(round(v * width))), 3, name=f"block{stage}_conv{idx}", **kw)
+        x = blocks.conv(x, f(v), 3, name=f"block{stage}_conv{idx}", **kw)
         idx += 1
     x = layers.Flatten(name="flatten")(x)
     units = fc_units or (4096 if head == "imagenet" else 512)

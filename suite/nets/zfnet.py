@@ -43,13 +43,10 @@ def zfnet(input_shape=(224, 224, 3), num_classes=1000, *, padding="valid", activ
           batch_norm=False, weight_decay=0.0, initializer="he_normal", stem="auto", lrn=False,
           conv_filters=[512, 1024, 512], width=1.0, fc_units=4096, name="zfnet"):
     """ZFNet: conv1 7×7/2, conv2 5×5/2, conv3–5 (512/1024/512), two 4096-unit FC layers."""
-    if stem == "auto":
-        stem = "small" if blocks.is_small(input_shape) else "imagenet"
-    if stem not in ("small", "imagenet"):
-        raise ValueError(f"stem must be auto, small or imagenet, not {stem!r}")
+    stem = blocks.pick_stem(stem, input_shape, "small")
     if len(conv_filters) != 3:
         raise ValueError(f"conv_filters needs the three widths of conv3, conv4, conv5, got {conv_filters}")
-    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
 
@@ -86,12 +83,7 @@ def zfnet(input_shape=(224, 224, 3), num_classes=1000, *, padding="valid", activ
     for i, n in enumerate(conv_filters, 3):
         x = blocks.conv(x, f(n), 3, padding="same", name=f"conv{i}", **kw)
     x = pool(x, "pool5")
-    x = layers.Flatten(name="flatten")(x)
-    units = f(fc_units)
-    x = blocks.dense(x, units, dropout=dropout, name="fc6", **kw)
-    x = blocks.dense(x, units, dropout=dropout, name="fc7", **kw)
-    out = blocks.classifier(x, num_classes, weight_decay=weight_decay)
-    return keras.Model(inp, out, name=name)
+    return keras.Model(inp, _alexnet.fc_head(x, num_classes, f(fc_units), dropout, kw), name=name)
 
 
 register("zfnet", input_shape=(224, 224, 3),
