@@ -85,3 +85,21 @@ def test_alexnet_small_stem_is_chosen_for_small_images():
     m = registry.build("alexnet", (8, 8, 1), 10)
     assert m.get_layer("conv1_conv").kernel_size == (3, 3)
     assert registry.build("alexnet", (227, 227, 3), 10).get_layer("conv1_conv").kernel_size == (11, 11)
+
+
+def test_local_response_norm_formula_and_safe_mode_round_trip(tmp_path):
+    import keras
+
+    from suite.nets.blocks import LocalResponseNorm
+
+    x = np.random.default_rng(0).standard_normal((1, 2, 2, 7)).astype("float32")
+    got = keras.ops.convert_to_numpy(LocalResponseNorm(5, k=2.0, alpha=1e-4, beta=0.75)(x))
+    sq = np.pad(x ** 2, [(0, 0), (0, 0), (0, 0), (2, 2)])
+    want = x / (2.0 + 1e-4 * sum(sq[..., i:i + 7] for i in range(5))) ** 0.75  # Krizhevsky et al. 2012, §3.3
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    model = registry.build("alexnet", (8, 8, 1), 10, lrn=True, width=0.125, fc_units=64)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)  # no Lambda layers to refuse
+    xb = np.random.default_rng(1).random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(xb)), keras.ops.convert_to_numpy(model(xb)),
+                               rtol=1e-5)

@@ -55,14 +55,8 @@ INCEPTION = {
 
 
 def _lrn(x, name):
-    # Caffe's across-channel LRN (local_size 5, alpha 1e-4, beta 0.75, k 1; alpha is divided by the size).
-    def fn(t):
-        c = t.shape[-1]
-        sq = keras.ops.pad(keras.ops.square(t), [[0, 0], [0, 0], [0, 0], [2, 2]])
-        s = sum(sq[..., i:i + c] for i in range(5))
-        return t / keras.ops.power(1.0 + (1e-4 / 5) * s, 0.75)
-
-    return layers.Lambda(fn, name=name)(x)
+    # Caffe's across-channel LRN (local_size 5, alpha 1e-4, beta 0.75, k 1; Caffe divides alpha by the size).
+    return blocks.LocalResponseNorm(5, k=1.0, alpha=1e-4 / 5, beta=0.75, name=name)(x)
 
 
 def inception_block(x, filters, *, name, **kw):

@@ -15,7 +15,7 @@ ImageNet layout (`stem="imagenet"`, 224×224×3), map sizes as in Fig. 3:
   cuda-convnet/Caffe "ceil mode" (110→55, 26→13, 13→6). `padding="same"` makes every conv and pool
   SAME: 224→112→56→28→14→14→7, so the FC input grows from 6×6 to 7×7.
 The paper "contrast normalizes" after pool1 and pool2; `lrn=True` adds AlexNet's LRN there
-(alexnet.lrn). Off by default, as in alexnet.py. The paper initialises weights with N(0, 10⁻²) and
+(alexnet.lrn_layer). Off by default, as in alexnet.py. The paper initialises weights with N(0, 10⁻²) and
 renormalises conv filters whose RMS exceeds 10⁻¹; neither is reproduced here (initializer knob instead).
 
 Small-image adaptation (`stem="small"`, chosen by `stem="auto"` below 64 px): the same CIFAR stem as
@@ -72,14 +72,14 @@ def zfnet(input_shape=(224, 224, 3), num_classes=1000, *, padding="valid", activ
         x = blocks.conv(x, f(96), 3, padding="same", name="conv1", **kw)
     x = pool(x, "pool1")
     if lrn:
-        x = _alexnet.lrn(x, "pool1_lrn")
+        x = _alexnet.lrn_layer(x, "pool1_lrn")
     conv2_pad = padding if stem == "imagenet" else "same"
     if conv2_pad == "valid":
         need(x, 5, "conv2")
     x = blocks.conv(x, f(256), 5, strides=2 if stem == "imagenet" else 1, padding=conv2_pad, name="conv2", **kw)
     x = pool(x, "pool2")
     if lrn:
-        x = _alexnet.lrn(x, "pool2_lrn")
+        x = _alexnet.lrn_layer(x, "pool2_lrn")
     for i, n in enumerate(conv_filters, 3):
         x = blocks.conv(x, f(n), 3, padding="same", name=f"conv{i}", **kw)
     x = pool(x, "pool5")
