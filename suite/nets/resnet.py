@@ -187,8 +187,11 @@ def _head(x, inp, num_classes, weight_decay, name):
     return keras.Model(inp, out, name=name)
 
 
-def imagenet_stem(x, filters, kw):
-    """conv1 7×7/2 (explicit 3-px padding) → max pool 3×3/2: 224 → 112 → 56 (shared with ResNeXt)."""
+def stem_block(x, stem, filters, kw):
+    """ImageNet: conv1 7×7/2 (explicit 3-px padding) → max pool 3×3/2, 224 → 112 → 56. CIFAR: one 3×3 conv.
+    Shared with ResNeXt."""
+    if stem != "imagenet":
+        return blocks.conv(x, filters, 3, name="conv1", **kw)
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
     x = blocks.conv(x, filters, 7, strides=2, padding="valid", name="conv1", **kw)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -207,10 +210,7 @@ def resnet(input_shape=(224, 224, 3), num_classes=1000, *, depth=50, shortcut="B
     f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
-    if stem == "imagenet":
-        x = imagenet_stem(x, f(64), kw)
-    else:
-        x = blocks.conv(x, f(64), 3, name="conv1", **kw)
+    x = stem_block(x, stem, f(64), kw)
     if kind == "basic":
         block, expansion, extra = basic_block, 1, {}
     else:

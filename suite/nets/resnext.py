@@ -34,7 +34,7 @@ from keras import layers
 
 from ..registry import register
 from . import blocks
-from .resnet import bottleneck_block, imagenet_stem, stack
+from .resnet import bottleneck_block, stack, stem_block
 
 IMAGENET_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 
@@ -63,10 +63,7 @@ def resnext(input_shape=(224, 224, 3), num_classes=1000, *, depth=50, cardinalit
     f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
-    if stem == "imagenet":
-        x = imagenet_stem(x, f(64), kw)
-    else:
-        x = blocks.conv(x, f(64), 3, name="conv1", **kw)
+    x = stem_block(x, stem, f(64), kw)
     x = _stages(x, IMAGENET_DEPTHS[depth], cardinality, bottleneck_width, group_conv, f, kw)
     return _head(x, inp, num_classes, weight_decay, name)
 
