@@ -24,11 +24,11 @@ def channel_stats(x, channels):
     """Per-channel mean and std of training images in [0, 1], after grey↔RGB conversion."""
     s = scale_of(x)
     total, sq, n = 0.0, 0.0, 0
-    for i in range(0, len(x), 4096):  # chunks: CIFAR in float64 at once would be 1.2 GB
-        c = x[i:i + 4096].astype(np.float64) * s
-        total = total + c.sum(axis=(0, 1, 2))
-        sq = sq + (c ** 2).sum(axis=(0, 1, 2))
-        n += c.shape[0] * c.shape[1] * c.shape[2]
+    for i in range(0, len(x), 4096):  # chunks in float32, sums in float64: CIFAR at once would be 1.2 GB
+        c = x[i:i + 4096].reshape(-1, x.shape[-1]).astype(np.float32) * np.float32(s)
+        total = total + c.sum(axis=0, dtype=np.float64)
+        sq = sq + np.einsum("ij,ij->j", c, c, dtype=np.float64)
+        n += c.shape[0]
     mean = total / n
     std = np.sqrt(np.maximum(sq / n - mean ** 2, 1e-12))
     if x.shape[-1] == 1 and channels == 3:

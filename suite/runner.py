@@ -14,7 +14,6 @@ import shutil
 import sys
 import time
 
-from . import config as config_mod
 from . import data as data_mod
 from .errors import UserError
 
@@ -457,7 +456,3 @@ def summary_line(r):
     return (f"{name} · {r['data']} · test accuracy {acc:.4f}{ref} · "
             f"loss {r['test'].get('loss', float('nan')):.4f} · {r['params']:,} params · "
             f"{r['wall_time_s']:.1f} s · {r['run_dir']}")
-
-
-def resolve(target, overrides=(), extra=None):
-    return config_mod.resolve(target, overrides, extra)

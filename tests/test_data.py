@@ -120,3 +120,25 @@ def test_shuffle_off_keeps_order():
                        data_cfg={**cfg, "shuffle": True}, seed=0,
                        mean=np.zeros(1, np.float32), std=np.ones(1, np.float32))
     assert list(next(iter(ds))[1].numpy()) != list(range(10))
+
+
+def test_files_are_read_once_while_unchanged(tmp_path):
+    p = tiny_npz(tmp_path / "c.npz")
+    a, b = data.load(str(p)), data.load(str(p))
+    assert a is b  # tuner trials do not re-read the file
+    import os
+    import time
+
+    time.sleep(0.01)
+    tiny_npz(p, n=60)  # rewritten: a new size and mtime
+    os.utime(p, ns=(time.time_ns(), time.time_ns()))
+    c = data.load(str(p))
+    assert c is not a and len(c.x_train) == 60
+
+
+def test_channel_stats_match_numpy():
+    x = np.random.default_rng(2).integers(0, 255, (5000, 4, 4, 3), dtype=np.uint8)
+    mean, std = pipeline.channel_stats(x, 3)
+    f = x.astype(np.float64) / 255
+    np.testing.assert_allclose(mean, f.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(std, f.std(axis=(0, 1, 2)), rtol=1e-5)
