@@ -34,7 +34,10 @@ DEFAULTS = {
         "shuffle": True,  # reshuffle training data every epoch
         "crop": 0,  # random crop after zero-padding by this many pixels (training only)
         "flip": False,  # random horizontal flip (training only)
-        "batched_augment": True,  # augment whole batches (batch → map): ~2× the input rate per image
+        "batched_augment": True,  # host: augment whole batches (batch → map): ~2× the input rate per image
+        # where crop, flip and normalisation run: "host" (tf.data), "device" (the compiled model's first layer,
+        # fed uint8 batches: suite/augment.py) or "auto" (device on a GPU/TPU, host on a CPU; suite/hardware.py)
+        "augment_on": "auto",
         "cache": True,  # cache decoded, resized images in memory
         "limit": 0,  # use only the first N training examples (0 = all); for quick looks and tests
     },
@@ -54,11 +57,12 @@ DEFAULTS = {
         "power": 1.0,  # polynomial
         "patience": 5,  # plateau
         "min_lr": 0.0,
+        "warmup_epochs": 0.0,  # cosine: rise linearly from min_lr to lr over this many epochs first (one-cycle-like)
         "seed": 0,
         "deterministic": False,
-        "precision": "float32",
+        "precision": "auto",  # auto: mixed_bfloat16 on a GPU/TPU that has bf16, float32 elsewhere
         "jit_compile": "auto",
-        "steps_per_execution": 1,
+        "steps_per_execution": "auto",  # auto: several steps per call on a GPU/TPU, 1 on a CPU (suite/hardware.py)
         "verbose": 1,  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
     },
     "log": {
@@ -96,7 +100,8 @@ CHOICES = {
     "train.optimizer": ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "ftrl"),
     "train.loss": ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mse"),
     "train.schedule": ("constant", "step", "exponential", "polynomial", "cosine", "plateau"),
-    "train.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+    "train.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+    "data.augment_on": ("auto", "host", "device"),
     "train.jit_compile": ("auto", True, False),
     "train.verbose": (0, 1, 2),
     "data.channels": (0, 1, 3),
@@ -118,6 +123,7 @@ RANGES = {
     "train.steps_per_execution": (1, None, True, None),
     "train.patience": (0, None, True, None),
     "train.min_lr": (0, None, True, None),
+    "train.warmup_epochs": (0, None, True, None),
     "data.val_split": (0, 1, True, False),
     "data.crop": (0, None, True, None),
     "data.limit": (0, None, True, None),
@@ -131,6 +137,9 @@ RANGES = {
     "tune.max_failures": (1, None, True, None),
     "tune.seed": (0, None, True, None),
 }
+
+
+AUTO_INTS = ("train.steps_per_execution",)  # integer settings that also take "auto"
 
 
 def parse_value(text):
@@ -241,6 +250,12 @@ def check_type(key, value, default, origin="config"):
 
     if default is None or key == "train.jit_compile":
         return value
+    if key in AUTO_INTS:  # "auto" or a number
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad('an integer or "auto"')
+        return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -296,6 +311,13 @@ def validate(cfg):
     ms = cfg["train"]["milestones"]
     if not all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in ms):
         raise UserError(f"train.milestones = {ms} must be a list of positive epoch numbers, e.g. [30, 60]")
+    t = cfg["train"]
+    if t["warmup_epochs"] and t["schedule"] != "cosine":
+        raise UserError(f"train.warmup_epochs = {t['warmup_epochs']} works with train.schedule = 'cosine' only; "
+                        "set --set train.schedule=cosine or leave warmup_epochs at 0")
+    if t["warmup_epochs"] >= t["epochs"]:
+        raise UserError(f"train.warmup_epochs = {t['warmup_epochs']} leaves nothing of the {t['epochs']} epochs "
+                        "to decay over; use fewer warm-up epochs")
     if cfg["train"]["schedule"] == "step" and not cfg["train"]["milestones"]:
         raise UserError("train.schedule = 'step' needs train.milestones, e.g. --set train.milestones=[30,60]")
     return cfg

@@ -22,6 +22,10 @@ def schedule(t, steps_per_epoch):
     if kind == "polynomial":
         return keras.optimizers.schedules.PolynomialDecay(lr, max(1, total), t["min_lr"], power=t["power"])
     if kind == "cosine":
+        warm = int(round(t["warmup_epochs"] * steps_per_epoch))
+        if warm:  # Keras' own linear warm-up, then the cosine from the peak: a one-cycle shape
+            return keras.optimizers.schedules.CosineDecay(t["min_lr"], max(1, total - warm), alpha=t["min_lr"] / lr,
+                                                          warmup_target=lr, warmup_steps=warm)
         return keras.optimizers.schedules.CosineDecay(lr, max(1, total), alpha=t["min_lr"] / lr)
     raise ValueError(kind)
 

@@ -52,3 +52,19 @@ def test_every_experiment_file_resolves():
 def test_step_schedule_needs_milestones():
     with pytest.raises(UserError, match="milestones"):
         config.resolve("lenet5", ["train.schedule=step"])
+
+
+def test_cosine_warmup_rises_then_decays():
+    from suite import optim
+
+    t = config.resolve("lenet5", ["train.schedule=cosine", "train.warmup_epochs=2", "train.epochs=10",
+                                  "train.lr=0.1"])["train"]
+    lr = optim.schedule(t, steps_per_epoch=10)
+    at = lambda step: float(lr(step))  # noqa: E731
+    assert at(0) == pytest.approx(0.0, abs=1e-9) and at(10) == pytest.approx(0.05)
+    assert at(20) == pytest.approx(0.1) and at(60) == pytest.approx(0.05, rel=1e-3)  # cosine halfway
+    assert at(100) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(UserError, match="'cosine' only"):
+        config.resolve("lenet5", ["train.schedule=constant", "train.warmup_epochs=1"])
+    with pytest.raises(UserError, match="leaves nothing"):
+        config.resolve("lenet5", ["train.schedule=cosine", "train.warmup_epochs=20", "train.epochs=20"])
