@@ -109,7 +109,14 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 class TensorBoard(keras.callbacks.TensorBoard):
     """Keras' TensorBoard callback whose event files are flushed at every epoch end (the writer otherwise
-    holds up to 2 minutes of events in memory, which a kill would lose after the backup committed them)."""
+    holds up to 2 minutes of events in memory, which a kill would lose after the backup committed them), and
+    which skips Keras' per-batch `batch_*` summaries when update_freq="epoch": no writer is active then, so they
+    write nothing, yet cost ~0.4 ms a step (6 % of LeNet-5's step on 2 CPU cores)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch" and not self._should_write_train_graph and not self._should_trace:
+            return
+        super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)

@@ -48,6 +48,20 @@ def cmd_run(a):
     return errors.EXIT_DIVERGED if r["status"] == "diverged" else errors.EXIT_OK
 
 
+def cmd_bench(a):
+    from . import bench, config
+
+    if a.steps is not None and a.steps < 1:
+        raise UserError(f"--steps {a.steps} must be at least 1")
+    if a.epochs < 1:
+        raise UserError(f"--epochs {a.epochs} must be at least 1 (epochs measured after the warm-up epoch)")
+    cfg = config.resolve(a.target, a.set, flag_overrides(a))
+    if a.repeat < 1:
+        raise UserError(f"--repeat {a.repeat} must be at least 1")
+    bench.bench(cfg, steps=a.steps or 0, epochs=a.epochs, repeat=a.repeat, json_path=a.json)
+    return 0
+
+
 def cmd_list(a):
     from . import config, registry
 
@@ -140,6 +154,23 @@ def parser():
     r.add_argument("--profile", action="store_true",
                    help="profile a few training steps for TensorBoard's Profile tab (input-pipeline analysis)")
     r.set_defaults(fn=cmd_run)
+
+    be = sub.add_parser("bench", help="images/s of the input pipeline, the model step, the whole run and plain "
+                        "Keras, side by side in one process")
+    be.add_argument("target", help="a network (see `suite list`) or an experiment (experiments/NAME.toml or a path)")
+    be.add_argument("--data", help="digits (default), mnist, fashion_mnist, cifar10, cifar100, path.npz or a folder")
+    be.add_argument("--batch-size", type=int, help="examples per batch")
+    be.add_argument("--steps", type=int, metavar="N", help="training steps per epoch (default: the whole training "
+                    "set, as `run` does)")
+    be.add_argument("--epochs", type=int, default=2, metavar="E", help="epochs measured after one warm-up epoch "
+                    "(default 2; the figure is their median)")
+    be.add_argument("--repeat", type=int, default=1, metavar="R", help="measure the model, plain Keras and the "
+                    "end-to-end rows R times in turn and report medians (default 1)")
+    be.add_argument("--seed", type=int, help="random seed")
+    be.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any setting, e.g. --set train.precision=mixed_bfloat16 --set data.augment_on=device")
+    be.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
+    be.set_defaults(fn=cmd_bench, lr=None, logdir=None)
 
     ls = sub.add_parser("list", help="list networks and experiments")
     ls.add_argument("--runs", action="store_true",

@@ -3,8 +3,12 @@
 Augmentation runs on whole batches by default (`data.batched_augment`): on the lent H100 per-image maps fed
 ResNet-20 only ~43k img/s of the ~108k it can eat, and batch-then-map about doubled that. The same function
 serves both modes (a single image is a batch of one), so the two can be measured against each other
-(benchmarks/pipeline.py). Random numbers are stateless and drawn from `Dataset.random(seed)`, so a seed
-fixes every epoch's crops and flips while each epoch still gets new ones.
+(`python -m suite bench NET --set data.batched_augment=false`). Random numbers are stateless and drawn from
+`Dataset.random(seed)`, so a seed fixes every epoch's crops and flips while each epoch still gets new ones.
+
+With `raw=True` (data.augment_on = "device") the pipeline stops after batching: it ships the pixels as stored
+(uint8 where it can, see `raw_format`) and the model's first layer (suite/augment.py) does crop, flip and
+normalisation on the accelerator.
 """
 
 import numpy as np
@@ -56,17 +60,29 @@ def augment(x, seed, crop=0, flip=False):
     return x
 
 
+def raw_format(x, shape):
+    """(dtype, scale) of the pixels a raw pipeline ships for images `x` to a network taking `shape`: uint8 as
+    stored when no resize or RGB→grey is needed (exact), else float32 already scaled to [0, 1]."""
+    h, w, c = shape
+    exact = x.dtype == np.uint8 and tuple(x.shape[1:3]) == (h, w) and not (x.shape[-1] == 3 and c == 1)
+    return ("uint8", 1 / 255) if exact else ("float32", 1.0)
+
+
 def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_classes=None,
-         one_hot=False, n_outputs=1):
-    """A tf.data.Dataset of (image, label) batches shaped for a network with input `shape` (H, W, C)."""
+         one_hot=False, n_outputs=1, raw=False):
+    """A tf.data.Dataset of (image, label) batches shaped for a network with input `shape` (H, W, C).
+    raw: ship unnormalised, unaugmented pixels in `raw_format` (the model augments and normalises)."""
     h, w, c = shape
     s = scale_of(x)
+    raw_uint8 = raw and raw_format(x, shape)[0] == "uint8"
     mean = tf.constant(mean.reshape(1, 1, 1, -1))
     std = tf.constant(std.reshape(1, 1, 1, -1))
     crop = data_cfg["crop"] if training else 0
     flip = data_cfg["flip"] if training else False
 
     def convert(img, label):
+        if raw_uint8:  # as stored; grey→RGB is a copy of the channel
+            return (tf.image.grayscale_to_rgb(img) if img.shape[-1] == 1 and c == 3 else img), label
         img = tf.cast(img, tf.float32) * s
         if img.shape[-1] == 1 and c == 3:
             img = tf.image.grayscale_to_rgb(img)
@@ -77,7 +93,8 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
         return img, label
 
     def finish(img, label):
-        img = (img - mean) / std
+        if not raw:
+            img = (img - mean) / std
         if one_hot:
             label = tf.one_hot(label, num_classes)
         if n_outputs > 1:  # auxiliary heads (GoogLeNet) learn the same labels
@@ -89,7 +106,7 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
         ds = ds.cache()
     if training and data_cfg["shuffle"]:
         ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
-    augmenting = training and (crop or flip)
+    augmenting = training and (crop or flip) and not raw
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     if augmenting and not data_cfg["batched_augment"]:
         ds = tf.data.Dataset.zip(ds, seeds).map(

@@ -56,7 +56,7 @@ def prepare(cfg):
     """Load data and build the model, checking everything; nothing is written. Returns a dict of parts."""
     import keras
 
-    from . import optim, registry
+    from . import hardware, optim, registry
 
     d, t, m = cfg["data"], cfg["train"], cfg["model"]
     data = data_mod.load(d["name"])
@@ -69,7 +69,10 @@ def prepare(cfg):
     if t["label_smoothing"] and not optim.one_hot(t):
         raise UserError("train.label_smoothing needs one-hot targets: also set train.loss=categorical_crossentropy")
 
-    keras.config.set_dtype_policy(t["precision"])
+    steps = -(-len(xtr) // t["batch_size"])
+    device = hardware.accelerator()
+    eff = hardware.effective(cfg, steps, device)  # every "auto" setting decided for this machine
+    keras.config.set_dtype_policy(eff["precision"])
     keras.utils.set_random_seed(t["seed"])
     if t["deterministic"] and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -81,7 +84,60 @@ def prepare(cfg):
     except ValueError as e:
         raise build_error(e, m["name"], shape) from None
     check_shapes(model, m["name"], shape)
-    return dict(data=data, train=(xtr, ytr), val=(xva, yva), shape=shape, model=model)
+    return dict(data=data, train=(xtr, ytr), val=(xva, yva), shape=shape, model=model, steps=steps,
+                device=device, effective=eff)
+
+
+def datasets(cfg, parts, raw=None):
+    """The train/val/test tf.data pipelines `run` feeds, and the channel statistics. raw (default: what
+    data.augment_on decided): ship raw pixels for the model's Augment layer (suite/augment.py)."""
+    from . import optim, pipeline
+
+    d, t = cfg["data"], cfg["train"]
+    data, shape = parts["data"], parts["shape"]
+    (xtr, ytr), (xva, yva) = parts["train"], parts["val"]
+    raw = parts["effective"]["augment_on"] == "device" if raw is None else raw
+    mean, std = pipeline.channel_stats(xtr, shape[2])
+    n_out = len(parts["model"].outputs)
+    common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
+                  num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw)
+    return dict(
+        train=pipeline.make(xtr, ytr, training=True, n_outputs=n_out, **common),
+        val=pipeline.make(xva, yva, training=False, n_outputs=n_out, **common) if len(xva) else None,
+        test=pipeline.make(data.x_test, data.y_test, training=False, **common),
+        mean=mean, std=std, raw=raw)
+
+
+def on_device(cfg, parts, ds, net=None):
+    """`net` (default: the prepared network) behind the Augment layer when the pipeline ships raw pixels;
+    otherwise `net` itself."""
+    from . import augment, pipeline
+
+    net = net or parts["model"]
+    if not ds["raw"]:
+        return net
+    dtype, scale = pipeline.raw_format(parts["train"][0], parts["shape"])
+    d = cfg["data"]
+    return augment.wrap(net, parts["shape"], dtype, mean=ds["mean"], std=ds["std"], scale=scale, crop=d["crop"],
+                        flip=d["flip"], seed=cfg["train"]["seed"])
+
+
+def compile_model(model, cfg, parts):
+    """model.compile as `run` does it: optimizer, schedule, loss(es), metrics, jit and steps per call."""
+    from . import optim
+
+    t, eff = cfg["train"], parts["effective"]
+    n_out, num_classes = len(model.outputs), parts["data"].num_classes
+    kw = dict(optimizer=optim.optimizer(t, parts["steps"]), jit_compile=eff["jit_compile"],
+              steps_per_execution=eff["steps_per_execution"])
+    if n_out > 1:  # auxiliary classifiers (GoogLeNet): weighted into the loss, dropped at inference
+        from .nets.googlenet import AUX_LOSS_WEIGHT
+
+        model.compile(loss=[optim.loss(t)] * n_out, loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (n_out - 1),
+                      metrics=[optim.metrics(t, num_classes)] + [[] for _ in range(n_out - 1)], **kw)
+    else:
+        model.compile(loss=optim.loss(t), metrics=optim.metrics(t, num_classes), **kw)
+    return model
 
 
 ADVICE = "use larger images (--set data.image_size=[32,32]), --set model.padding=same or a small-image stem"
@@ -247,11 +303,12 @@ def unlock(fd):
         os.close(fd)
 
 
-def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
+def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None):
     """Train and evaluate one configuration. Returns the results dict (also in results.json).
 
     run_dir: use this directory (e.g. a tuner trial's) instead of logs/<experiment>/<run-id>/; an
-    unfinished run there is resumed. callbacks: extra Keras callbacks (e.g. a tuner's).
+    unfinished run there is resumed. callbacks: extra Keras callbacks (e.g. a tuner's). timer: a callback put
+    after all the others (suite.bench's epoch timer, so an epoch's time includes every callback's work).
 
     Crash safety (kill -9 at any moment): every epoch end flushes TensorBoard, saves best.keras atomically
     and then commits the backup atomically (callbacks.Backup); a rerun of the same command finds the
@@ -271,16 +328,16 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None):
     make_dir(run_dir)
     fd = lock(run_dir)
     try:
-        return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start)
+        return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer)
     finally:
         unlock(fd)
 
 
-def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start):
+def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
     import keras
 
     from . import callbacks as cb
-    from . import optim, pipeline
+    from . import optim
 
     done = cb.committed(run_dir / "backup") if resumed else None
     start_epoch = done["epoch"] if done else 0
@@ -297,27 +354,12 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start):
     write_json(run_dir / CONFIG, cfg)
 
     d, t = cfg["data"], cfg["train"]
-    data, model, shape = parts["data"], parts["model"], parts["shape"]
+    data, shape = parts["data"], parts["shape"]
     (xtr, ytr), (xva, yva) = parts["train"], parts["val"]
+    ds = datasets(cfg, parts)
+    train_ds, val_ds, test_ds, mean, std = ds["train"], ds["val"], ds["test"], ds["mean"], ds["std"]
+    model = compile_model(on_device(cfg, parts, ds), cfg, parts)
     n_out = len(model.outputs)
-    mean, std = pipeline.channel_stats(xtr, shape[2])
-    common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
-                  num_classes=data.num_classes, one_hot=optim.one_hot(t))
-    train_ds = pipeline.make(xtr, ytr, training=True, n_outputs=n_out, **common)
-    val_ds = pipeline.make(xva, yva, training=False, n_outputs=n_out, **common) if len(xva) else None
-    test_ds = pipeline.make(data.x_test, data.y_test, training=False, **common)
-    steps = -(-len(xtr) // t["batch_size"])
-
-    compile_kw = dict(jit_compile=t["jit_compile"], steps_per_execution=t["steps_per_execution"])
-    if n_out > 1:  # auxiliary classifiers (GoogLeNet): weighted into the loss, dropped at inference
-        from .nets.googlenet import AUX_LOSS_WEIGHT
-
-        model.compile(optimizer=optim.optimizer(t, steps), loss=[optim.loss(t)] * n_out,
-                      loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (n_out - 1),
-                      metrics=[optim.metrics(t, data.num_classes)] + [[] for _ in range(n_out - 1)], **compile_kw)
-    else:
-        model.compile(optimizer=optim.optimizer(t, steps), loss=optim.loss(t),
-                      metrics=optim.metrics(t, data.num_classes), **compile_kw)
 
     stop = cb.StopOnNaN()
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
@@ -340,8 +382,11 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start):
     backup = cb.Backup(run_dir / "backup", stateful=stateful, stop=stop)
     cbs.append(backup)
     # augmented-image grid, confusion matrix, HParams (callers passing callbacks, e.g. tuner trials, write their own)
-    cbs.append(cb.RunSummaries(run_dir, cfg, train_ds=train_ds, test=(test_ds, data.y_test), mean=mean, std=std,
+    preview = train_ds if not ds["raw"] else augmented_preview(model, train_ds)
+    cbs.append(cb.RunSummaries(run_dir, cfg, train_ds=preview, test=(test_ds, data.y_test), mean=mean, std=std,
                                class_names=data.class_names, stop=stop, hparams=not callbacks))
+    if timer is not None:
+        cbs.append(timer)
     history = model.fit(train_ds, validation_data=val_ds, epochs=t["epochs"], callbacks=cbs, verbose=t["verbose"],
                         shuffle=False)  # tf.data shuffles (or not: data.shuffle)
 
@@ -381,6 +426,9 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start):
         "history": hist,
         "normalization": {"mean": mean.tolist(), "std": std.tolist()},
         "backend": keras.backend.backend(),
+        "runtime": {**parts["effective"], "jit_compile": getattr(model, "jit_compile", None),
+                    "batch_size": t["batch_size"], "device": parts["device"]["name"],
+                    "device_kind": parts["device"]["kind"], "devices": parts["device"]["count"]},
         "versions": versions(),
         "run_dir": str(run_dir),
     }
@@ -388,6 +436,20 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start):
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     echo(summary_line(results))
     return results
+
+
+def augmented_preview(model, train_ds):
+    """The first training batch as the model's Augment layer turns it into network input, for TensorBoard's
+    image grid: a copy of the layer (same seed, fresh random state) so training's own draws are untouched."""
+    import keras
+    import tensorflow as tf
+
+    from .augment import Augment
+
+    layer = Augment.from_config(model.get_layer("augment").get_config())
+    for x, y in train_ds.take(1):
+        return tf.data.Dataset.from_tensors((keras.ops.convert_to_numpy(layer(x.numpy(), training=True)), y))
+    return train_ds
 
 
 def load_model(path):

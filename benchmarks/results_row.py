@@ -1,0 +1,54 @@
+"""One row of benchmarks/RESULTS.md, computed from run directories' results.json — never typed by hand.
+
+    python benchmarks/results_row.py RUN_DIR [RUN_DIR ...] --command "python -m suite run resnet20"
+
+Several run directories (seeds of the same experiment) give the test accuracy as mean ± std (n). Wall time is the
+runs' own `wall_time_s` (median when several). "reached" is the first epoch whose validation accuracy was at or
+above the paper's figure and the training time up to it (the sum of epoch times); the test set is only used once,
+at the end.
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+
+
+def row(run_dirs, command, device=None):
+    runs = [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in run_dirs]
+    r0 = runs[0]
+    if len({(r["experiment"], r["data"]) for r in runs}) != 1:
+        raise SystemExit("error: the run directories are not all the same experiment on the same data")
+    accs = [r["test"]["accuracy"] for r in runs if r["status"] == "complete"]
+    acc = f"{statistics.mean(accs):.2%}" if accs else "—"
+    if len(accs) > 1:
+        acc += f" ± {statistics.stdev(accs):.2%} (n={len(accs)})"
+    ref = r0.get("reference_accuracy")
+    reached = []
+    for r in runs:
+        h = r.get("history", {})
+        val, times = h.get("val_accuracy", []), h.get("epoch_time", [])
+        hit = next((i for i, v in enumerate(val) if ref and v >= ref), None)
+        reached.append(f"epoch {hit + 1} ({sum(times[:hit + 1]):.0f} s)" if hit is not None else "no")
+    rt = r0.get("runtime", {})
+    device = rt.get("device") or device or "?"  # runs made before results.json recorded it: --device
+    wall = statistics.median(r["wall_time_s"] for r in runs)
+    cells = [r0["experiment"], r0["data"], device, r0.get("backend", "?"), rt.get("precision", "float32"),
+             str(r0["epochs_completed"]), f"{wall / 60:.1f} min", "; ".join(sorted(set(reached))), acc,
+             f"{ref:.2%}" if ref else "—", f"`{command}`"]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = ("| experiment | data | device | backend | precision | epochs | wall time | val ≥ paper at | test accuracy "
+          "| paper | command |\n|---|---|---|---|---|---|---|---|---|---|---|")
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dirs", nargs="+")
+    ap.add_argument("--command", required=True, help="the exact command that made the runs")
+    ap.add_argument("--device", help="the device, for runs whose results.json predates its `runtime` record")
+    ap.add_argument("--header", action="store_true", help="print the table header first")
+    a = ap.parse_args()
+    if a.header:
+        print(HEADER)
+    print(row(a.run_dirs, a.command, a.device))

@@ -1,0 +1,71 @@
+"""Augmentation on the accelerator: the compiled model's first layer crops, flips and normalises.
+
+With `data.augment_on = "device"` tf.data still reads, shuffles and batches, but ships the images as they are
+stored (uint8 for the image data sets: 4× fewer bytes than float32) and `Augment` does the rest inside the
+jit-compiled training step, with backend-neutral `keras.ops` (TensorFlow, JAX, PyTorch alike) — Keras' own
+advice for GPUs ("preprocessing layers in the model"). Keras' RandomTranslation/RandomFlip layers were the
+first choice, but on JAX they resample through an affine transform and never finished a CIFAR epoch in 300 s on
+an H100 (../shared/device/README.md); a crop is a gather, which is what this layer does (hand-written for that
+reason).
+
+Random numbers come from a `keras.random.SeedGenerator` seeded with the run's seed: the same seed gives the same
+crops and flips. It is the same transformation as the host path (suite/pipeline.augment): zero padding by
+`crop` pixels, a window at a uniform offset in [0, 2·crop], a flip with probability ½, then (x − mean) / std
+on pixels scaled to [0, 1]. At inference (validation, test, predict) only the scaling and normalisation run,
+so a saved model takes raw pixels.
+"""
+
+import keras
+from keras import ops
+
+
+def crop_windows(x, offsets, crop):
+    """Windows of `x` [B, H, W, C] zero-padded by `crop`: row/column offsets [B, 2] in [0, 2·crop]."""
+    h, w = x.shape[1], x.shape[2]
+    padded = ops.pad(x, [[0, 0], [crop, crop], [crop, crop], [0, 0]])
+    rows = offsets[:, 0:1] + ops.arange(h, dtype="int32")[None]  # [B, H]
+    cols = offsets[:, 1:2] + ops.arange(w, dtype="int32")[None]  # [B, W]
+    x = ops.take_along_axis(padded, rows[:, :, None, None], axis=1)  # [B, H, W + 2·crop, C]
+    return ops.take_along_axis(x, cols[:, None, :, None], axis=2)  # [B, H, W, C]
+
+
+@keras.saving.register_keras_serializable(package="suite")
+class Augment(keras.layers.Layer):
+    """Raw pixels in (uint8 0..255, or floats already scaled by `scale`), normalised float32 out; random crop
+    and flip in training only."""
+
+    def __init__(self, mean, std, scale=1 / 255, crop=0, flip=False, seed=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # under mixed precision the network's first layer casts
+        super().__init__(**kwargs)
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+        self.scale, self.crop, self.flip, self.seed = float(scale), int(crop), bool(flip), seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if (crop or flip) else None
+
+    def call(self, x, training=None):
+        x = ops.cast(x, "float32") * self.scale
+        if training and self.seed_generator is not None:
+            b = ops.shape(x)[0]
+            if self.crop:
+                offsets = keras.random.randint((b, 2), 0, 2 * self.crop + 1, dtype="int32",
+                                               seed=self.seed_generator)
+                x = crop_windows(x, offsets, self.crop)
+            if self.flip:
+                mask = keras.random.uniform((b, 1, 1, 1), seed=self.seed_generator) < 0.5
+                x = ops.where(mask, ops.flip(x, axis=2), x)
+        mean = ops.reshape(ops.convert_to_tensor(self.mean, "float32"), (1, 1, 1, -1))
+        std = ops.reshape(ops.convert_to_tensor(self.std, "float32"), (1, 1, 1, -1))
+        return (x - mean) / std
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std, "scale": self.scale, "crop": self.crop,
+                "flip": self.flip, "seed": self.seed}
+
+
+def wrap(net, shape, input_dtype, *, mean, std, scale, crop, flip, seed):
+    """`net` behind an `Augment` layer: a model that takes raw pixels [B, H, W, C] of `input_dtype`."""
+    inp = keras.Input(shape, dtype=input_dtype, name="pixels")
+    layer = Augment(mean, std, scale=scale, crop=crop, flip=flip, seed=seed, name="augment")
+    return keras.Model(inp, net(layer(inp)), name=net.name)

@@ -1,0 +1,188 @@
+"""`python -m suite bench <net-or-experiment>`: where the training time goes, measured side by side in one process.
+
+Every figure is training throughput in images/s at steady state: the first epoch (tracing, compilation, cache
+fill) is a warm-up and the figure is the median over the next `--epochs`. Rows:
+- the input pipeline alone, exactly as `run` builds it (suite.runner.datasets): with host augmentation, without
+  augmentation, and the raw uint8 feed of device augmentation;
+- the model's training step alone, on one batch held in memory (what the model could eat);
+- end to end, through suite.runner.run itself (pipeline + step + the run's callbacks, checkpoints, TensorBoard),
+  once with augmentation on the host and once on the device;
+- plain Keras: the same network compiled the same way, `model.fit` on NumPy arrays, no callbacks;
+- for ResNet-50 at 224² on a CUDA machine with PyTorch: torchvision's ResNet-50, channels-last, bf16 autocast,
+  torch.compile (suite/bench_torch.py).
+Validation is off in every row (`data.val_split = 0`) so all of them count the same work: training images.
+"""
+
+import copy
+import json
+import pathlib
+import shutil
+import statistics
+import tempfile
+import time
+
+from . import runner
+from .errors import UserError
+
+
+def timer():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Wall time of each epoch, begin to end, including the other callbacks' epoch-end work when it is
+        the last callback. Epoch hooks only: Keras keeps dispatching batches asynchronously."""
+
+        async_safe = True
+
+        def __init__(self):
+            super().__init__()
+            self.begins, self.ends = [], []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.begins.append(time.perf_counter())
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ends.append(time.perf_counter())
+
+        def rate(self, images):
+            """Images/s at steady state: the median epoch after the first."""
+            times = [e - b for b, e in zip(self.begins, self.ends)][1:]
+            return images / statistics.median(times) if times else float("nan")
+
+    return EpochTimer()
+
+
+def pipeline_rate(ds, passes):
+    """Images/s of iterating a tf.data pipeline: one warm-up pass (cache fill), then the median pass."""
+    times, n = [], 0
+    for i in range(passes + 1):
+        t, n = time.perf_counter(), 0
+        for x, _ in ds:
+            n += int(x.shape[0])
+        times.append(time.perf_counter() - t)
+    return n / statistics.median(times[1:])
+
+
+def bench_config(cfg, steps, epochs, logdir):
+    """The config every row trains: no validation split, `steps` batches per epoch, 1 + `epochs` epochs."""
+    c = copy.deepcopy(cfg)
+    c["data"]["val_split"] = 0.0
+    c["train"]["epochs"] = 1 + epochs
+    c["log"]["dir"] = str(logdir)
+    if steps:
+        c["data"]["limit"] = steps * c["train"]["batch_size"]
+    return c
+
+
+def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
+    import keras
+    import numpy as np
+
+    if json_path:  # checked before minutes of measuring, not after
+        folder = pathlib.Path(json_path).absolute().parent
+        if not folder.is_dir():
+            raise UserError(f"cannot write --json {json_path}: the folder {folder} does not exist; create it or "
+                            "pick another path")
+        runner.check_writable(folder, shown=json_path)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="suite-bench-"))
+    try:
+        c = bench_config(cfg, steps, epochs, tmp)
+        parts = runner.prepare(c)
+        n = len(parts["train"][0])
+        if steps and n < steps * c["train"]["batch_size"]:
+            raise UserError(f"--steps {steps} needs {steps * c['train']['batch_size']} training images at batch "
+                            f"size {c['train']['batch_size']}, the data has {n}; use --steps {n // c['train']['batch_size'] or 1}")
+        eff, dev = parts["effective"], parts["device"]
+        bs, spe = c["train"]["batch_size"], parts["steps"]
+        h, w, ch = parts["shape"]
+        echo(f"bench {cfg['experiment']['name']} · {parts['data'].name} {h}×{w}×{ch} · batch {bs} · {spe} steps/epoch "
+             f"· median of {epochs} epoch(s) after 1 warm-up" + (f", {repeat} turns" if repeat > 1 else ""))
+        echo(f"device: {dev['name']} ({dev['kind']} ×{dev['count']}) · backend {keras.backend.backend()} · precision "
+             f"{eff['precision']} · jit {eff['jit_compile']} · steps/call {eff['steps_per_execution']} · augment "
+             f"on {eff['augment_on']}")
+        rates = {}
+
+        def row(key, label, value, note=""):
+            rates[key] = value
+            echo(f"  {label:<48} {value:>10,.0f} img/s{note}")
+
+        # 1. the input pipeline alone
+        aug = bool(c["data"]["crop"] or c["data"]["flip"])
+        host = runner.datasets(c, parts, raw=False)
+        if aug:
+            row("pipeline_host_augment", "input pipeline, host augmentation", pipeline_rate(host["train"], epochs))
+        noaug = copy.deepcopy(c)
+        noaug["data"].update(crop=0, flip=False)
+        row("pipeline_no_augment", "input pipeline, no augmentation",
+            pipeline_rate(runner.datasets(noaug, parts, raw=False)["train"], epochs))
+        row("pipeline_raw", "input pipeline, raw pixels (device augmentation)",
+            pipeline_rate(runner.datasets(c, parts, raw=True)["train"], epochs))
+
+        # 2–4, `repeat` times in turn (A/B/A/B…, so a slow spell of the machine hits every row alike): the model's
+        # step alone on one batch in memory; plain Keras, model.fit on NumPy arrays with no callbacks but the
+        # timer; end to end through the runner, augmentation on the host and on the device.
+        import tensorflow as tf
+
+        batch = next(iter(host["train"]))
+        xs, ys = zip(*[(x.numpy(), y) for x, y in runner.datasets(noaug, parts, raw=False)["train"]])
+        x = np.concatenate(xs)
+        y = tf.nest.map_structure(lambda *a: np.concatenate([np.asarray(v) for v in a]), *ys)
+        del xs, ys
+        samples = {}
+        for _ in range(repeat):
+            fresh = runner.prepare(c)
+            model = runner.compile_model(fresh["model"], c, fresh)
+            tm = timer()
+            model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=spe, epochs=1 + epochs,
+                      verbose=0, shuffle=False, callbacks=[tm])
+            samples.setdefault("model", []).append(tm.rate(spe * bs))
+            fresh = runner.prepare(c)
+            model = runner.compile_model(fresh["model"], c, fresh)
+            tm = timer()
+            model.fit(x, y, batch_size=bs, epochs=1 + epochs, shuffle=True, verbose=0, callbacks=[tm])
+            samples.setdefault("plain_keras", []).append(tm.rate(len(x)))
+            for where in ("host", "device"):
+                cw = copy.deepcopy(c)
+                cw["data"]["augment_on"] = where
+                cw["experiment"]["name"] = f"bench-{where}"
+                tm = timer()
+                res = runner.run(cw, fresh=True, timer=tm, echo=lambda *a: None)
+                samples.setdefault(f"end_to_end_{where}", []).append(tm.rate(res["train_examples"]))
+        del x, y
+        labels = {"model": "model step alone (one batch in memory)",
+                  "plain_keras": "plain Keras (model.fit on NumPy, no callbacks)",
+                  "end_to_end_host": "end to end, augmentation on the host",
+                  "end_to_end_device": "end to end, augmentation on the device"}
+        for key, label in labels.items():
+            mark = "  ← run's choice" if key == f"end_to_end_{eff['augment_on']}" else ""
+            spread = f"  ({min(samples[key]):,.0f}–{max(samples[key]):,.0f})" if repeat > 1 else ""
+            row(key, label, statistics.median(samples[key]), spread + mark)
+
+        # 5. PyTorch's ResNet-50 beside ours, when it can run here
+        if cfg["model"]["name"] == "resnet50" and (h, w) == (224, 224):
+            from . import bench_torch
+
+            r = bench_torch.resnet50_rate(bs, spe, epochs, classes=parts["data"].num_classes)
+            if r is not None:
+                row("torch_resnet50", "PyTorch ResNet-50 (torch.compile, bf16, NHWC)", r)
+
+        e2e = rates[f"end_to_end_{eff['augment_on']}"]
+        ratios = {"end_to_end/model": e2e / rates["model"], "suite/plain_keras": e2e / rates["plain_keras"]}
+        if repeat > 1:  # the ratio of each turn's pair, then their median: steadier than a ratio of medians
+            pick = samples[f"end_to_end_{eff['augment_on']}"]
+            ratios["suite/plain_keras"] = statistics.median(a / b for a, b in zip(pick, samples["plain_keras"]))
+            ratios["end_to_end/model"] = statistics.median(a / b for a, b in zip(pick, samples["model"]))
+        if "torch_resnet50" in rates:
+            ratios["suite/torch"] = e2e / rates["torch_resnet50"]
+        echo("  " + " · ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+        out = {"experiment": cfg["experiment"]["name"], "model": cfg["model"]["name"], "data": parts["data"].name,
+               "input_shape": [h, w, ch], "batch_size": bs, "steps_per_epoch": spe, "epochs_measured": epochs,
+               "repeat": repeat, "samples_img_per_s": samples,
+               "device": dev, "backend": keras.backend.backend(), "effective": eff,
+               "jit_compile": getattr(model, "jit_compile", None), "rates_img_per_s": rates, "ratios": ratios,
+               "versions": runner.versions(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if json_path:
+            runner.write_json(json_path, out)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

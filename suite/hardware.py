@@ -1,0 +1,96 @@
+"""What the run trains on, and the settings that follow from it when the config says "auto".
+
+The accelerator is asked of the Keras backend in use (JAX: `jax.devices()`; TensorFlow: its physical GPUs), so
+the suite on the lent GPU machine (Keras on JAX, TensorFlow-CPU only for tf.data) sees the GPU, not TF's CPU.
+
+Why these defaults on a GPU/TPU (measured on an H100, CIFAR ResNet-20, see ../benchmarks/RESULTS.md):
+- mixed_bfloat16 where the chip has bf16 (compute capability ≥ 8.0: A100, H100, …; every TPU);
+- several training steps per call (`steps_per_execution`), so Keras' per-step Python work (callbacks, logs,
+  and the wait for the device that reading the logs means) is paid once per STEPS_PER_CALL steps. (Keras 3.15
+  can also run batch callbacks off the training thread when all are "async_safe"; with the run's callbacks on
+  JAX that read metric buffers the next step had already donated, so the suite does not use it.)
+- augmentation on the device, fed uint8 batches (suite/augment.py): a per-image tf.data map fed ResNet-20
+  only ~43k of the ~108k img/s the model could train.
+On a CPU every one of these is what it was before "auto" existed: float32, one step per call, tf.data.
+"""
+
+import functools
+import os
+import platform
+
+STEPS_PER_CALL = 16
+
+
+@functools.lru_cache(maxsize=None)
+def _describe(backend):
+    kind, name, count, bf16 = "cpu", _cpu_name(), 1, False
+    if backend == "jax":
+        import jax
+
+        devs = jax.devices()
+        if devs and devs[0].platform in ("gpu", "tpu"):
+            d = devs[0]
+            kind, name, count = d.platform, d.device_kind, len(devs)
+            cc = getattr(d, "compute_capability", None)
+            bf16 = kind == "tpu" or _cc_at_least(cc, 8)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            kind, name, count = "gpu", details.get("device_name", "GPU"), len(gpus)
+            bf16 = _cc_at_least(details.get("compute_capability"), 8)
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            kind, name, count = "gpu", torch.cuda.get_device_name(0), torch.cuda.device_count()
+            bf16 = torch.cuda.is_bf16_supported()
+    return {"kind": kind, "name": name, "count": count, "bf16": bf16, "backend": backend}
+
+
+def accelerator():
+    """{'kind': 'cpu'|'gpu'|'tpu', 'name': 'NVIDIA H100 80GB HBM3', 'count', 'bf16', 'backend'}."""
+    import keras
+
+    return dict(_describe(keras.backend.backend()))
+
+
+def _cc_at_least(cc, major):
+    if cc is None:
+        return False
+    try:
+        return int(str(cc[0] if isinstance(cc, (tuple, list)) else cc).split(".")[0]) >= major
+    except ValueError:
+        return False
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def effective(cfg, steps_per_epoch, device=None):
+    """The settings a run uses, with every "auto" decided: {precision, jit_compile, steps_per_execution,
+    augment_on}. jit_compile "auto" stays Keras' own choice (the compiled model reports it)."""
+    device = device or accelerator()
+    fast = device["kind"] in ("gpu", "tpu")
+    t, d = cfg["train"], cfg["data"]
+    precision = t["precision"]
+    if precision == "auto":
+        precision = "mixed_bfloat16" if device["bf16"] else "float32"
+    spe = t["steps_per_execution"]
+    if spe == "auto":
+        spe = min(STEPS_PER_CALL, max(1, steps_per_epoch)) if fast else 1
+    where = d["augment_on"]
+    if where == "auto":
+        where = "device" if fast else "host"
+    return {"precision": precision, "jit_compile": t["jit_compile"], "steps_per_execution": int(spe),
+            "augment_on": where}

@@ -1,0 +1,157 @@
+"""Augmentation on the device (suite/augment.py) against the host pipeline, and the "auto" settings."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+from suite import augment, config, data, hardware, pipeline
+
+HOST = dict(crop=0, flip=False, shuffle=False, cache=True, batched_augment=True)
+
+
+def _images(n=16, shape=(8, 8, 3), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def test_crop_windows_are_the_padded_image_at_the_offsets():
+    import keras
+
+    x = _images(5)
+    offsets = np.array([[0, 0], [4, 4], [2, 3], [1, 0], [4, 0]], np.int32)
+    got = keras.ops.convert_to_numpy(augment.crop_windows(x.astype("float32"), offsets, 2))
+    pad = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)]).astype("float32")
+    want = np.stack([pad[i, r:r + 8, c:c + 8] for i, (r, c) in enumerate(offsets)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_uint8_feed_gives_the_host_pipelines_normalised_pixels():
+    """Raw uint8 batches through the Augment layer at inference == the host pipeline's float batches."""
+    x, y = _images(40), np.arange(40) % 4
+    mean, std = pipeline.channel_stats(x, 3)
+    kw = dict(shape=(8, 8, 3), batch_size=16, training=False, data_cfg=HOST, seed=0, mean=mean, std=std)
+    host = np.concatenate([b.numpy() for b, _ in pipeline.make(x, y, **kw)])
+    raw_batches = [b.numpy() for b, _ in pipeline.make(x, y, raw=True, **kw)]
+    assert raw_batches[0].dtype == np.uint8
+    assert pipeline.raw_format(x, (8, 8, 3)) == ("uint8", 1 / 255)
+    layer = augment.Augment(mean, std, crop=2, flip=True, seed=0)
+    dev = np.concatenate([np.asarray(layer(b, training=False)) for b in raw_batches])
+    np.testing.assert_allclose(dev, host, rtol=0, atol=1e-5)
+
+
+def test_grey_to_rgb_and_resize_take_the_float_feed():
+    x = _images(4, (8, 8, 1))
+    assert pipeline.raw_format(x, (8, 8, 3)) == ("uint8", 1 / 255)  # a channel copy is exact in uint8
+    assert pipeline.raw_format(x, (16, 16, 1)) == ("float32", 1.0)  # resizing is not
+    assert pipeline.raw_format(_images(4), (8, 8, 1)) == ("float32", 1.0)  # nor is RGB → grey
+
+
+def test_a_seed_fixes_the_crops_and_flips():
+    x = _images(32)
+    mean, std = np.zeros(3, "float32"), np.ones(3, "float32")
+    draw = lambda seed: np.asarray(augment.Augment(mean, std, crop=3, flip=True, seed=seed)(x, training=True))  # noqa: E731
+    a, b, c = draw(1), draw(1), draw(2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    layer = augment.Augment(mean, std, crop=3, flip=True, seed=1)
+    first, second = np.asarray(layer(x, training=True)), np.asarray(layer(x, training=True))
+    assert not np.array_equal(first, second), "every batch must get new draws"
+    # every output is a window of the zero-padded image, possibly mirrored
+    pad = np.pad(x, [(0, 0), (3, 3), (3, 3), (0, 0)]).astype("float32") / 255
+    for i in range(len(x)):
+        windows = [pad[i, r:r + 8, q:q + 8] for r in range(7) for q in range(7)]
+        assert any(np.allclose(a[i], w) or np.allclose(a[i], w[:, ::-1]) for w in windows)
+
+
+def test_flip_only_mirrors_about_half():
+    x = _images(200)
+    mean, std = np.zeros(3, "float32"), np.ones(3, "float32")
+    out = np.asarray(augment.Augment(mean, std, flip=True, seed=0)(x, training=True))
+    src = x.astype("float32") / 255
+    mirrored = [np.allclose(o, s[:, ::-1]) for o, s in zip(out, src)]
+    same = [np.allclose(o, s) for o, s in zip(out, src)]
+    assert all(m or s for m, s in zip(mirrored, same))
+    assert 60 < sum(mirrored) < 140
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_device_augmentation_on_jax_matches_and_is_seeded():
+    """The same checks under Keras' JAX backend (the GPU machine's): uint8 → the host's normalised pixels,
+    and a seed fixes the draws."""
+    code = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+import numpy as np, keras
+assert keras.backend.backend() == "jax"
+from suite import augment, pipeline
+x = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+mean, std = pipeline.channel_stats(x, 3)
+host = (x.astype("float32") / 255 - mean) / std
+layer = augment.Augment(mean, std, crop=2, flip=True, seed=5)
+np.testing.assert_allclose(np.asarray(layer(x, training=False)), host, atol=1e-5)
+a = np.asarray(augment.Augment(mean, std, crop=2, flip=True, seed=5)(x, training=True))
+b = np.asarray(augment.Augment(mean, std, crop=2, flip=True, seed=5)(x, training=True))
+c = np.asarray(augment.Augment(mean, std, crop=2, flip=True, seed=6)(x, training=True))
+assert np.array_equal(a, b) and not np.array_equal(a, c)
+print("ok")
+"""
+    p = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "KERAS_BACKEND": "jax"},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_run_with_device_augmentation(tmp_path, backend):
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    p = run_cli("run", "lenet5_modern", "--epochs", "4", "--logdir", tmp_path, "--set", "train.verbose=0",
+                "--set", "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "data.augment_on=device", "--set", "data.crop=1", "--set", "data.flip=true",
+                env={"KERAS_BACKEND": backend})
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = next((tmp_path / "lenet5_modern").iterdir())
+    res = json.loads((run / "results.json").read_text())
+    rt = res["runtime"]
+    assert rt["augment_on"] == "device" and rt["device_kind"] == "cpu" and rt["precision"] == "float32"
+    assert rt["steps_per_execution"] == 1 and rt["batch_size"] == 128
+    assert res["test"]["accuracy"] > 0.4, res["test"]  # it learns (host augmentation: about the same)
+    # the saved model takes raw pixels and normalises them itself; it loads in safe mode
+    from suite import runner
+
+    model = runner.load_model(run / "best.keras")
+    assert model.input.dtype == "uint8" and model.get_layer("augment").crop == 1
+    d = data.load("digits")
+    probs = np.asarray(model.predict(d.x_test[:8], verbose=0))
+    assert probs.shape == (8, 10) and np.allclose(probs.sum(-1), 1, atol=1e-4)
+
+
+def test_auto_settings_follow_the_device():
+    cfg = config.resolve("resnet20", ["data.crop=4"])
+    gpu = {"kind": "gpu", "name": "NVIDIA H100", "count": 1, "bf16": True, "backend": "jax"}
+    old_gpu = {**gpu, "bf16": False}
+    cpu = {"kind": "cpu", "name": "x", "count": 1, "bf16": False, "backend": "tensorflow"}
+    assert hardware.effective(cfg, 352, gpu) == {"precision": "mixed_bfloat16", "jit_compile": "auto",
+                                                 "steps_per_execution": hardware.STEPS_PER_CALL,
+                                                 "augment_on": "device"}
+    assert hardware.effective(cfg, 3, gpu)["steps_per_execution"] == 3  # never more than an epoch
+    assert hardware.effective(cfg, 352, old_gpu)["precision"] == "float32"
+    assert hardware.effective(cfg, 352, cpu) == {"precision": "float32", "jit_compile": "auto",
+                                                 "steps_per_execution": 1, "augment_on": "host"}
+    forced = config.resolve("resnet20", ["train.precision=float32", "train.steps_per_execution=4",
+                                         "data.augment_on=host", "train.jit_compile=false"])
+    assert hardware.effective(forced, 352, gpu) == {"precision": "float32", "jit_compile": False,
+                                                    "steps_per_execution": 4, "augment_on": "host"}
+    assert hardware.accelerator()["kind"] == "cpu"  # the test machine
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ("train.steps_per_execution=fast", 'expected an integer or "auto"'),
+    ("train.steps_per_execution=0", "out of range"),
+    ("data.augment_on=gpu", "not one of: auto, host, device"),
+    ("train.precision=half", "not one of: auto, float32"),
+])
+def test_auto_settings_reject_bad_values(setting, needle):
+    with pytest.raises(config.UserError, match=needle):
+        config.resolve("resnet20", [setting])

@@ -1,0 +1,46 @@
+"""`python -m suite bench`: every row measured, ratios computed from them, JSON written; bad input one line."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+ROWS = {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment", "model", "plain_keras",
+        "end_to_end_host", "end_to_end_device"}
+
+
+def test_bench_prints_and_writes_every_rate(tmp_path):
+    out = tmp_path / "bench.json"
+    p = run_cli("bench", "lenet5_modern", "--steps", "3", "--epochs", "1", "--repeat", "2", "--set", "data.crop=1",
+                "--set", "data.flip=true", "--set", "train.verbose=0", "--json", out, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert set(r["rates_img_per_s"]) == ROWS
+    assert all(v > 0 for v in r["rates_img_per_s"].values())
+    assert r["steps_per_epoch"] == 3 and r["batch_size"] == 128 and r["repeat"] == 2
+    assert all(len(v) == 2 for v in r["samples_img_per_s"].values())
+    assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
+    assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 1,
+                              "augment_on": "host"}
+    # the ratios are those of the measured rows (median of each turn's ratio)
+    s = r["samples_img_per_s"]
+    pairs = sorted(a / b for a, b in zip(s["end_to_end_host"], s["plain_keras"]))
+    assert r["ratios"]["suite/plain_keras"] == pytest.approx(sum(pairs) / 2)
+    for label in ("input pipeline, host augmentation", "model step alone", "plain Keras", "end to end",
+                  "end_to_end/model =", "suite/plain_keras ="):
+        assert label in p.stdout, label
+    assert not (tmp_path / "logs").exists(), "bench must leave no run directories behind"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--steps", "0"], "--steps 0 must be at least 1"),
+    (["--steps", "500"], "--steps 500 needs 64000 training images"),
+    (["--epochs", "0"], "--epochs 0 must be at least 1"),
+    (["--json", "/nonexistent/dir/b.json"], "cannot write"),
+])
+def test_bench_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    p = run_cli("bench", "lenet5_modern", *args, "--set", "train.verbose=0", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr[-2000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], p.stderr
