@@ -89,17 +89,18 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         c = bench_config(cfg, steps, epochs, tmp)
         parts = runner.prepare(c)
         n = len(parts["train"][0])
-        if steps and n < steps * c["train"]["batch_size"]:
-            raise UserError(f"--steps {steps} needs {steps * c['train']['batch_size']} training images at batch "
-                            f"size {c['train']['batch_size']}, the data has {n}; use --steps {n // c['train']['batch_size'] or 1}")
+        bs, n_steps = c["train"]["batch_size"], parts["steps"]
+        if steps and n < steps * bs:
+            raise UserError(f"--steps {steps} needs {steps * bs} training images at batch size {bs}, the data has "
+                            f"{n}; use --steps {n // bs or 1}")
         eff, dev = parts["effective"], parts["device"]
-        bs, spe = c["train"]["batch_size"], parts["steps"]
         h, w, ch = parts["shape"]
-        echo(f"bench {cfg['experiment']['name']} · {parts['data'].name} {h}×{w}×{ch} · batch {bs} · {spe} steps/epoch "
-             f"· median of {epochs} epoch(s) after 1 warm-up" + (f", {repeat} turns" if repeat > 1 else ""))
-        echo(f"device: {dev['name']} ({dev['kind']} ×{dev['count']}) · backend {keras.backend.backend()} · precision "
-             f"{eff['precision']} · jit {eff['jit_compile']} · steps/call {eff['steps_per_execution']} · augment "
-             f"on {eff['augment_on']}")
+        turns = f", {repeat} turns" if repeat > 1 else ""
+        echo(f"bench {cfg['experiment']['name']} · {parts['data'].name} {h}×{w}×{ch} · batch {bs} · {n_steps} "
+             f"steps/epoch · median of {epochs} epoch(s) after 1 warm-up{turns}")
+        echo(f"device: {dev['name']} ({dev['kind']} ×{dev['count']}) · backend {keras.backend.backend()} · "
+             f"precision {eff['precision']} · jit {eff['jit_compile']} · steps/call {eff['steps_per_execution']} · "
+             f"augment on {eff['augment_on']}")
         rates = {}
 
         def row(key, label, value, note=""):
@@ -133,9 +134,9 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
             fresh = runner.prepare(c)
             model = runner.compile_model(fresh["model"], c, fresh)
             tm = timer()
-            model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=spe, epochs=1 + epochs,
+            model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=n_steps, epochs=1 + epochs,
                       verbose=0, shuffle=False, callbacks=[tm])
-            samples.setdefault("model", []).append(tm.rate(spe * bs))
+            samples.setdefault("model", []).append(tm.rate(n_steps * bs))
             fresh = runner.prepare(c)
             model = runner.compile_model(fresh["model"], c, fresh)
             tm = timer()
@@ -162,7 +163,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         if cfg["model"]["name"] == "resnet50" and (h, w) == (224, 224):
             from . import bench_torch
 
-            r = bench_torch.resnet50_rate(bs, spe, epochs, classes=parts["data"].num_classes)
+            r = bench_torch.resnet50_rate(bs, n_steps, epochs, classes=parts["data"].num_classes)
             if r is not None:
                 row("torch_resnet50", "PyTorch ResNet-50 (torch.compile, bf16, NHWC)", r)
 
@@ -176,7 +177,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
             ratios["suite/torch"] = e2e / rates["torch_resnet50"]
         echo("  " + " · ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
         out = {"experiment": cfg["experiment"]["name"], "model": cfg["model"]["name"], "data": parts["data"].name,
-               "input_shape": [h, w, ch], "batch_size": bs, "steps_per_epoch": spe, "epochs_measured": epochs,
+               "input_shape": [h, w, ch], "batch_size": bs, "steps_per_epoch": n_steps, "epochs_measured": epochs,
                "repeat": repeat, "samples_img_per_s": samples,
                "device": dev, "backend": keras.backend.backend(), "effective": eff,
                "jit_compile": getattr(model, "jit_compile", None), "rates_img_per_s": rates, "ratios": ratios,

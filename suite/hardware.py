@@ -3,22 +3,27 @@
 The accelerator is asked of the Keras backend in use (JAX: `jax.devices()`; TensorFlow: its physical GPUs), so
 the suite on the lent GPU machine (Keras on JAX, TensorFlow-CPU only for tf.data) sees the GPU, not TF's CPU.
 
-Why these defaults on a GPU/TPU (measured on an H100, CIFAR ResNet-20, see ../benchmarks/RESULTS.md):
+Why these defaults on a GPU/TPU (CIFAR ResNet-20 on an H100, ../shared/device/README.md):
 - mixed_bfloat16 where the chip has bf16 (compute capability ≥ 8.0: A100, H100, …; every TPU);
-- several training steps per call (`steps_per_execution`), so Keras' per-step Python work (callbacks, logs,
-  and the wait for the device that reading the logs means) is paid once per STEPS_PER_CALL steps. (Keras 3.15
-  can also run batch callbacks off the training thread when all are "async_safe"; with the run's callbacks on
-  JAX that read metric buffers the next step had already donated, so the suite does not use it.)
+- several training steps per call (`steps_per_execution`, also on a CPU: see STEPS_PER_CALL), so Keras'
+  per-step Python work (callbacks, logs, and the wait for the device that reading the logs means) is paid once
+  per call. (Keras 3.15 can also run batch callbacks off the training thread when all are "async_safe"; with
+  the run's callbacks on JAX that read metric buffers the next step had already donated, so the suite does not.)
 - augmentation on the device, fed uint8 batches (suite/augment.py): a per-image tf.data map fed ResNet-20
   only ~43k of the ~108k img/s the model could train.
-On a CPU every one of these is what it was before "auto" existed: float32, one step per call, tf.data.
+On a CPU: float32, 8 steps per call, augmentation in tf.data (measured faster there than on the "device").
 """
 
 import functools
 import os
 import platform
 
-STEPS_PER_CALL = 16
+# Training steps per compiled call ("auto"): Keras' per-step Python and callback work is paid once per call.
+# CPU: LeNet-5 on MNIST, 2 cores: `suite bench` gave the model step alone 13.8k img/s at 1 and 17.7k at 8 (two
+# runs on the same idle machine), and 8 brought the whole run level with plain Keras. GPU/TPU: a step of the
+# notes' small networks lasts a few milliseconds or less (ResNet-20 at batch 128 on an H100: ~2.9 ms), so more
+# steps share each call; `suite bench` on the GPU (benchmarks/gpu_session.sh) is to confirm 32.
+STEPS_PER_CALL = {"cpu": 8, "gpu": 32, "tpu": 32}
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,7 +93,7 @@ def effective(cfg, steps_per_epoch, device=None):
         precision = "mixed_bfloat16" if device["bf16"] else "float32"
     spe = t["steps_per_execution"]
     if spe == "auto":
-        spe = min(STEPS_PER_CALL, max(1, steps_per_epoch)) if fast else 1
+        spe = min(STEPS_PER_CALL.get(device["kind"], 1), max(1, steps_per_epoch))
     where = d["augment_on"]
     if where == "auto":
         where = "device" if fast else "host"

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -53,7 +54,10 @@ def test_grey_to_rgb_and_resize_take_the_float_feed():
 def test_a_seed_fixes_the_crops_and_flips():
     x = _images(32)
     mean, std = np.zeros(3, "float32"), np.ones(3, "float32")
-    draw = lambda seed: np.asarray(augment.Augment(mean, std, crop=3, flip=True, seed=seed)(x, training=True))  # noqa: E731
+
+    def draw(seed):
+        return np.asarray(augment.Augment(mean, std, crop=3, flip=True, seed=seed)(x, training=True))
+
     a, b, c = draw(1), draw(1), draw(2)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -98,7 +102,7 @@ c = np.asarray(augment.Augment(mean, std, crop=2, flip=True, seed=6)(x, training
 assert np.array_equal(a, b) and not np.array_equal(a, c)
 print("ok")
 """
-    p = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "KERAS_BACKEND": "jax"},
+    p = subprocess.run([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": "jax"},
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-2000:]
 
@@ -108,14 +112,15 @@ def test_run_with_device_augmentation(tmp_path, backend):
     if backend == "jax" and importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
     p = run_cli("run", "lenet5_modern", "--epochs", "4", "--logdir", tmp_path, "--set", "train.verbose=0",
-                "--set", "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "data.augment_on=device", "--set", "data.crop=1", "--set", "data.flip=true",
+                "--set", "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "data.augment_on=device",
+                "--set", "data.crop=1", "--set", "data.flip=true",
                 env={"KERAS_BACKEND": backend})
     assert p.returncode == 0, p.stderr[-2000:]
     run = next((tmp_path / "lenet5_modern").iterdir())
     res = json.loads((run / "results.json").read_text())
     rt = res["runtime"]
     assert rt["augment_on"] == "device" and rt["device_kind"] == "cpu" and rt["precision"] == "float32"
-    assert rt["steps_per_execution"] == 1 and rt["batch_size"] == 128
+    assert rt["steps_per_execution"] == 8 and rt["batch_size"] == 128  # "auto" on a CPU
     assert res["test"]["accuracy"] > 0.4, res["test"]  # it learns (host augmentation: about the same)
     # the saved model takes raw pixels and normalises them itself; it loads in safe mode
     from suite import runner
@@ -133,12 +138,11 @@ def test_auto_settings_follow_the_device():
     old_gpu = {**gpu, "bf16": False}
     cpu = {"kind": "cpu", "name": "x", "count": 1, "bf16": False, "backend": "tensorflow"}
     assert hardware.effective(cfg, 352, gpu) == {"precision": "mixed_bfloat16", "jit_compile": "auto",
-                                                 "steps_per_execution": hardware.STEPS_PER_CALL,
-                                                 "augment_on": "device"}
+                                                 "steps_per_execution": 32, "augment_on": "device"}
     assert hardware.effective(cfg, 3, gpu)["steps_per_execution"] == 3  # never more than an epoch
     assert hardware.effective(cfg, 352, old_gpu)["precision"] == "float32"
     assert hardware.effective(cfg, 352, cpu) == {"precision": "float32", "jit_compile": "auto",
-                                                 "steps_per_execution": 1, "augment_on": "host"}
+                                                 "steps_per_execution": 8, "augment_on": "host"}
     forced = config.resolve("resnet20", ["train.precision=float32", "train.steps_per_execution=4",
                                          "data.augment_on=host", "train.jit_compile=false"])
     assert hardware.effective(forced, 352, gpu) == {"precision": "float32", "jit_compile": False,

@@ -21,8 +21,8 @@ def test_bench_prints_and_writes_every_rate(tmp_path):
     assert r["steps_per_epoch"] == 3 and r["batch_size"] == 128 and r["repeat"] == 2
     assert all(len(v) == 2 for v in r["samples_img_per_s"].values())
     assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
-    assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 1,
-                              "augment_on": "host"}
+    assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 3,
+                              "augment_on": "host"}  # "auto" on a CPU: 8 steps per call, at most an epoch (3)
     # the ratios are those of the measured rows (median of each turn's ratio)
     s = r["samples_img_per_s"]
     pairs = sorted(a / b for a, b in zip(s["end_to_end_host"], s["plain_keras"]))
@@ -44,3 +44,17 @@ def test_bench_bad_input_is_one_line_exit_2(tmp_path, args, needle):
     assert p.returncode == 2, p.stderr[-2000:]
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], p.stderr
+
+
+def test_torch_reference_needs_torch_and_cuda():
+    """The torch.compile ResNet-50 row runs only where torch, torchvision and CUDA all are; elsewhere: None."""
+    import importlib.util
+
+    from suite import bench_torch
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA machine: the reference would run")
+    assert bench_torch.resnet50_rate(8, 1, 1) is None
