@@ -73,6 +73,20 @@ class EpochStats(keras.callbacks.Callback):
             logs["images_per_sec"] = self.examples / dt if dt > 0 else 0.0
 
 
+def _clamp(callback, batch):
+    """Keras (3.15) reports the last call of an epoch as ending at begin + steps_per_execution − 1 even when the
+    epoch ends sooner (batch 16 of 11); the real last batch is the epoch's."""
+    steps = (callback.params or {}).get("steps")
+    return min(batch, steps - 1) if steps else batch
+
+
+class Progbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar with the batch clamped to the epoch (see _clamp): no "16/11 … -3s" at an epoch's end."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(_clamp(self, batch), logs)
+
+
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
     """TerminateOnNaN that also remembers where the loss stopped being finite (1-based epoch and batch)."""
 
@@ -87,7 +101,7 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if self.where is None and loss is not None and not math.isfinite(float(loss)):
-            self.where = {"epoch": self.epoch + 1, "batch": batch + 1, "loss": str(float(loss))}
+            self.where = {"epoch": self.epoch + 1, "batch": _clamp(self, batch) + 1, "loss": str(float(loss))}
             self.model.stop_training = True
 
 

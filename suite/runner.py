@@ -366,7 +366,7 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
     if n_out > 1:
         monitor = monitor.replace("accuracy", "predictions_accuracy")
     stateful = {}
-    cbs = [stop, cb.EpochStats(len(xtr)), cb.LearningRateLogger()]
+    cbs = [stop, cb.EpochStats(len(xtr)), cb.LearningRateLogger()] + ([cb.Progbar()] if t["verbose"] else [])
     if t["schedule"] == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor.replace("accuracy", "loss"), factor=t["decay"],
                                                     patience=t["patience"], min_lr=t["min_lr"], verbose=1)
