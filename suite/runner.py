@@ -108,12 +108,11 @@ def datasets(cfg, parts, raw=None):
         mean=mean, std=std, raw=raw)
 
 
-def on_device(cfg, parts, ds, net=None):
-    """`net` (default: the prepared network) behind the Augment layer when the pipeline ships raw pixels;
-    otherwise `net` itself."""
+def on_device(cfg, parts, ds):
+    """The prepared network behind the Augment layer when the pipeline ships raw pixels; otherwise itself."""
     from . import augment, pipeline
 
-    net = net or parts["model"]
+    net = parts["model"]
     if not ds["raw"]:
         return net
     dtype, scale = pipeline.raw_format(parts["train"][0], parts["shape"])
