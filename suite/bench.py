@@ -14,7 +14,6 @@ Validation is off in every row (`data.val_split = 0`) so all of them count the s
 """
 
 import copy
-import json
 import pathlib
 import shutil
 import statistics
@@ -168,11 +167,10 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
                 row("torch_resnet50", "PyTorch ResNet-50 (torch.compile, bf16, NHWC)", r)
 
         e2e = rates[f"end_to_end_{eff['augment_on']}"]
-        ratios = {"end_to_end/model": e2e / rates["model"], "suite/plain_keras": e2e / rates["plain_keras"]}
-        if repeat > 1:  # the ratio of each turn's pair, then their median: steadier than a ratio of medians
-            pick = samples[f"end_to_end_{eff['augment_on']}"]
-            ratios["suite/plain_keras"] = statistics.median(a / b for a, b in zip(pick, samples["plain_keras"]))
-            ratios["end_to_end/model"] = statistics.median(a / b for a, b in zip(pick, samples["model"]))
+        # each turn's ratio, then their median (with one turn: the ratio): steadier than a ratio of medians
+        pick = samples[f"end_to_end_{eff['augment_on']}"]
+        per_turn = lambda ref: statistics.median(a / b for a, b in zip(pick, samples[ref]))  # noqa: E731
+        ratios = {"end_to_end/model": per_turn("model"), "suite/plain_keras": per_turn("plain_keras")}
         if "torch_resnet50" in rates:
             ratios["suite/torch"] = e2e / rates["torch_resnet50"]
         echo("  " + " · ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))

@@ -55,9 +55,9 @@ def cmd_bench(a):
         raise UserError(f"--steps {a.steps} must be at least 1")
     if a.epochs < 1:
         raise UserError(f"--epochs {a.epochs} must be at least 1 (epochs measured after the warm-up epoch)")
-    cfg = config.resolve(a.target, a.set, flag_overrides(a))
     if a.repeat < 1:
         raise UserError(f"--repeat {a.repeat} must be at least 1")
+    cfg = config.resolve(a.target, a.set, flag_overrides(a))
     bench.bench(cfg, steps=a.steps or 0, epochs=a.epochs, repeat=a.repeat, json_path=a.json)
     return 0
 

@@ -62,7 +62,7 @@ DEFAULTS = {
         "deterministic": False,
         "precision": "auto",  # auto: mixed_bfloat16 on a GPU/TPU that has bf16, float32 elsewhere
         "jit_compile": "auto",
-        "steps_per_execution": "auto",  # auto: several steps per call on a GPU/TPU, 1 on a CPU (suite/hardware.py)
+        "steps_per_execution": "auto",  # auto: 32 steps per call on a GPU/TPU, 8 on a CPU (suite/hardware.py)
         "verbose": 1,  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
     },
     "log": {

@@ -115,4 +115,6 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
     if augmenting and data_cfg["batched_augment"]:
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda xy, sd: (augment(xy[0], sd, crop, flip), xy[1]), num_parallel_calls=AUTOTUNE)
-    return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    if not raw or one_hot or n_outputs > 1:  # a raw batch otherwise needs nothing more
+        ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
