@@ -12,7 +12,7 @@ import pytest
 from keras import layers
 
 from suite import registry
-from suite.nets import densenet, googlenet, resnet, resnext
+from suite.nets import custom, densenet, googlenet, resnet, resnext
 
 
 def trainable(model):
@@ -138,7 +138,7 @@ def test_option_a_is_parameter_free_and_b_c_add_projections():
     # A: no shortcut convs; B: projections only in the 2 blocks that change shape; C: one per block (9).
     shortcut_convs = lambda m: sum(x.name.endswith("_0_conv") for x in convs(m))  # noqa: E731
     assert [shortcut_convs(m) for m in (a, b, c, plain)] == [0, 2, 9, 0]
-    assert count(a, resnet.ZeroPadShortcut) == 2
+    assert count(a, custom.ZeroPadShortcut) == 2
 
 
 def test_plain_twin_has_the_same_conv_layers():
@@ -155,13 +155,13 @@ def test_plain_twin_has_the_same_conv_layers():
 
 
 def test_zero_pad_shortcut_subsamples_and_pads():
-    lay = resnet.ZeroPadShortcut(8, 2)
+    lay = custom.ZeroPadShortcut(8, 2)
     x = np.arange(2 * 5 * 5 * 4, dtype="float32").reshape(2, 5, 5, 4)
     y = np.asarray(lay(x))
     assert y.shape == (2, 3, 3, 8) == lay.compute_output_shape(x.shape)
     np.testing.assert_array_equal(y[..., :4], x[:, ::2, ::2, :])
     assert not y[..., 4:].any()
-    assert resnet.ZeroPadShortcut.from_config(lay.get_config()).get_config() == lay.get_config()
+    assert custom.ZeroPadShortcut.from_config(lay.get_config()).get_config() == lay.get_config()
 
 
 def test_residual_forward_is_identity_plus_branch():

@@ -90,7 +90,7 @@ def test_alexnet_small_stem_is_chosen_for_small_images():
 def test_local_response_norm_formula_and_safe_mode_round_trip(tmp_path):
     import keras
 
-    from suite.nets.blocks import LocalResponseNorm
+    from suite.nets.custom import LocalResponseNorm
 
     x = np.random.default_rng(0).standard_normal((1, 2, 2, 7)).astype("float32")
     got = keras.ops.convert_to_numpy(LocalResponseNorm(5, k=2.0, alpha=1e-4, beta=0.75)(x))

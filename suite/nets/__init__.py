@@ -11,3 +11,9 @@ from . import googlenet  # noqa: F401
 from . import resnet  # noqa: F401
 from . import resnext  # noqa: F401
 from . import densenet  # noqa: F401
+
+
+def custom_layers():
+    """Import the suite's own layer classes (Keras) so saved models holding them load in safe mode."""
+    from .. import augment  # noqa: F401
+    from . import custom  # noqa: F401

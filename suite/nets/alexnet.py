@@ -12,8 +12,7 @@ so an 8×8 digit still reaches conv5 at 1×1. `stem="auto"` picks it by input si
 force one. `width` scales every layer (0.25 trains fast on a laptop CPU).
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks
@@ -21,7 +20,9 @@ from . import blocks
 
 def lrn_layer(x, name):
     """The paper's LRN (k=2, n=5, α=1e-4, β=0.75) after conv1 and conv2."""
-    return blocks.LocalResponseNorm(5, k=2.0, alpha=1e-4, beta=0.75, name=name)(x)
+    from .custom import LocalResponseNorm
+
+    return LocalResponseNorm(5, k=2.0, alpha=1e-4, beta=0.75, name=name)(x)
 
 
 def alexnet(input_shape=(227, 227, 3), num_classes=1000, *, padding="same", activation="relu", dropout=0.5,

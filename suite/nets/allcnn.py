@@ -20,8 +20,7 @@ At 28×28 the map is 28→14→7→5; at 224×224 the same net simply runs on 11
 ImageNet model is a different, larger network, not reproduced here).
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks

@@ -1,7 +1,6 @@
 """Small building blocks shared by the network families (Keras layers only, so any backend works)."""
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 
 def regularizer(weight_decay):
@@ -72,24 +71,3 @@ def pick_stem(value, input_shape, small, knob="stem"):
     if value not in (small, "imagenet"):
         raise ValueError(f"{knob} must be auto, {small} or imagenet, not {value!r}")
     return value
-
-
-@keras.saving.register_keras_serializable(package="suite")
-class LocalResponseNorm(layers.Layer):
-    """Across-channel local response normalisation (Krizhevsky et al. 2012, §3.3):
-    b = a / (k + α·Σ a²)^β, the sum over `size` neighbouring channels. Keras has no LRN layer, so it is written
-    here in keras.ops (every backend); a layer class rather than a Lambda so `.keras` files load in safe mode.
-    AlexNet: k=2, α=1e-4. Caffe's models (GoogLeNet) divide α by the size: k=1, α=1e-4/5."""
-
-    def __init__(self, size=5, k=2.0, alpha=1e-4, beta=0.75, **kwargs):
-        super().__init__(**kwargs)
-        self.size, self.k, self.alpha, self.beta = size, k, alpha, beta
-
-    def call(self, t):
-        c, half = t.shape[-1], self.size // 2
-        sq = keras.ops.pad(keras.ops.square(t), [[0, 0], [0, 0], [0, 0], [half, self.size - 1 - half]])
-        s = sum(sq[..., i:i + c] for i in range(self.size))
-        return t / keras.ops.power(self.k + self.alpha * s, self.beta)
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size, "k": self.k, "alpha": self.alpha, "beta": self.beta}

@@ -22,8 +22,7 @@ models/densenet.py), so 32×32 inputs reach the fourth block at 4×4. `stem="aut
 No `padding` knob: 3×3 convs must be "same" for the concatenations.
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks as nb  # `blocks` is the knob (layers per dense block), as in keras.applications

@@ -17,8 +17,7 @@ sawtooth [1, 2, 5]; everything else is identical, so the two differ only in the 
 `padding="valid"` shrinks the map by 2·rate per conv and raises a ValueError once it would vanish.
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks

@@ -32,8 +32,7 @@ stem, or 8×8 digits) the pool becomes a global average pool, so the head still 
 No `padding` knob: branches must keep their size to be concatenated.
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks
@@ -56,7 +55,9 @@ INCEPTION = {
 
 def _lrn(x, name):
     # Caffe's across-channel LRN (local_size 5, alpha 1e-4, beta 0.75, k 1; Caffe divides alpha by the size).
-    return blocks.LocalResponseNorm(5, k=1.0, alpha=1e-4 / 5, beta=0.75, name=name)(x)
+    from .custom import LocalResponseNorm
+
+    return LocalResponseNorm(5, k=1.0, alpha=1e-4 / 5, beta=0.75, name=name)(x)
 
 
 def inception_block(x, filters, *, name, **kw):

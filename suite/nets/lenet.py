@@ -13,7 +13,7 @@ pooling instead of squashing + average subsampling; it also has no C5 conv and n
 Its convs are VALID, so an 8×8 digit is too small (use padding="same" there; the builder says so).
 """
 
-from keras import layers
+from ..lazy import layers
 
 from ..registry import register
 from . import blocks

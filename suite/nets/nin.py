@@ -20,8 +20,7 @@ automatically); `kernels` its first conv's size. NiN has no input-size limit (GA
 as-is (the authors' ImageNet NIN is a different, 4-block model, not reproduced here).
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks

@@ -35,8 +35,7 @@ Small-image adaptation of the ImageNet networks (`stem`): "imagenet" is the pape
 needs matching shapes.
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks
@@ -50,54 +49,6 @@ IMAGENET_DEPTHS = {
     101: ("bottleneck", [3, 4, 23, 3]),
     152: ("bottleneck", [3, 8, 36, 3]),
 }
-
-
-@keras.saving.register_keras_serializable(package="suite")
-class ZeroPadShortcut(layers.Layer):
-    """Option A shortcut: keep every `strides`-th pixel and append zero channels up to `channels`."""
-
-    def __init__(self, channels, strides=1, **kwargs):
-        super().__init__(**kwargs)
-        self.channels = int(channels)
-        self.strides = int(strides)
-
-    def call(self, x):
-        s = self.strides
-        if s > 1:
-            x = x[:, ::s, ::s, :]
-        extra = self.channels - x.shape[-1]
-        if extra > 0:
-            x = keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
-        return x
-
-    def compute_output_shape(self, input_shape):
-        n, h, w, _ = input_shape
-        s = self.strides
-        h = None if h is None else -(-h // s)
-        w = None if w is None else -(-w // s)
-        return (n, h, w, self.channels)
-
-    def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "strides": self.strides}
-
-
-@keras.saving.register_keras_serializable(package="suite")
-class SplitGroupConv2D(layers.Conv2D):
-    """Conv2D(groups=g) computed as g convolutions on channel slices, concatenated: the same kernel
-    (shape k×k×(in/g)×out), the same function, the paper's own equivalence (ResNeXt Fig. 3b/c).
-    Why: TensorFlow's CPU gradient of a grouped Conv2D is ~30-60× slower than g plain convolutions
-    (measured: 3.1 s vs 0.09 s forward+backward for 8×32×32×128, g = 32, on this suite's CI CPU)."""
-
-    def convolution_op(self, inputs, kernel):
-        g = self.groups
-        if g == 1:
-            return super().convolution_op(inputs, kernel)
-        xs = keras.ops.split(inputs, g, axis=-1)
-        ks = keras.ops.split(kernel, g, axis=-1)
-        return keras.ops.concatenate(
-            [keras.ops.conv(x, k, strides=list(self.strides), padding=self.padding,
-                            dilation_rate=self.dilation_rate, data_format=self.data_format)
-             for x, k in zip(xs, ks)], axis=-1)
 
 
 def _group_impl(group_conv):
@@ -114,11 +65,13 @@ def _group_impl(group_conv):
 
 def grouped_conv(x, filters, kernel_size, *, strides=1, groups=1, group_conv="auto", activation="relu",
                  batch_norm=True, weight_decay=0.0, initializer="he_normal", name):
-    """blocks.conv with a grouped Conv2D that is `SplitGroupConv2D` where that is faster (see above).
+    """blocks.conv with a grouped Conv2D that is `custom.SplitGroupConv2D` where that is faster (see there).
     Both forms have the same layer names and weight shapes, so weights move freely between them."""
     if groups == 1 or _group_impl(group_conv) == "native":
         return blocks.conv(x, filters, kernel_size, strides=strides, groups=groups, activation=activation,
                            batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer, name=name)
+    from .custom import SplitGroupConv2D
+
     x = SplitGroupConv2D(filters, kernel_size, strides=strides, padding="same", groups=groups,
                          use_bias=not batch_norm, kernel_initializer=initializer,
                          kernel_regularizer=blocks.regularizer(weight_decay), name=f"{name}_conv")(x)
@@ -140,6 +93,8 @@ def shortcut_branch(x, filters, strides, shortcut, *, batch_norm, weight_decay, 
         return blocks.conv(x, filters, 1, strides=strides, activation=None, batch_norm=batch_norm,
                            weight_decay=weight_decay, initializer=initializer, name=f"{name}_0")
     if changes:  # option A
+        from .custom import ZeroPadShortcut
+
         return ZeroPadShortcut(filters, strides, name=f"{name}_0_pad")(x)
     return x
 

@@ -24,13 +24,12 @@ for a 3×3/1 conv of 64 filters, exactly the CIFAR network's stem (facebookresea
 adaptation kuangliu/pytorch-cifar uses for ResNet). `width` scales every conv (group width and outputs).
 
 `group_conv`: "native" is one Conv2D(groups=C); "split" computes it as C convs on channel slices
-(resnet.SplitGroupConv2D: the same kernel, names and function); "auto" (default) picks "split" on
+(custom.SplitGroupConv2D: the same kernel, names and function); "auto" (default) picks "split" on
 TensorFlow without a GPU, whose grouped-conv gradient is ~30-60× slower than the split form on CPU,
 and "native" otherwise. Parameter counts and checkpoints are identical either way.
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks

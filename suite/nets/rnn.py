@@ -14,13 +14,12 @@ otherwise the last step's state is classified. `num_layers` stacks cells, `bidir
 `hello_ohlol()` trains the notes' toy and returns the predicted string (tests/test_nets_a.py checks it).
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks
 
-CELLS = {"simple": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+CELLS = {"simple": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}  # keras.layers classes
 
 
 def rnn(input_shape=(28, 28, 1), num_classes=10, *, cell="lstm", units=128, num_layers=1, bidirectional=False,
@@ -46,7 +45,7 @@ def rnn(input_shape=(28, 28, 1), num_classes=10, *, cell="lstm", units=128, num_
     reg = blocks.regularizer(weight_decay)
     for i in range(1, num_layers + 1):
         last = i == num_layers
-        layer = CELLS[cell](units, activation=activation, return_sequences=sequence_output or not last,
+        layer = getattr(layers, CELLS[cell])(units, activation=activation, return_sequences=sequence_output or not last,
                             dropout=dropout, kernel_initializer=initializer, kernel_regularizer=reg,
                             name=f"{cell}{i}")
         if bidirectional:

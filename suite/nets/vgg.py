@@ -25,8 +25,7 @@ cifar10_vgg16_bn reaches 94.16 % CIFAR-10 test accuracy (200 epochs, SGD 0.1 Nes
 the hidden width of either head. `width` scales the conv widths.
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import blocks

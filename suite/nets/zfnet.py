@@ -23,8 +23,7 @@ alexnet.py — conv1 3×3 stride 1, conv2 5×5 stride 1, pools 3/2 SAME — so 3
 still reaches the FC layers at 1×1; the ZF-specific widths are kept. `width` scales every layer.
 """
 
-import keras
-from keras import layers
+from ..lazy import keras, layers
 
 from ..registry import register
 from . import alexnet as _alexnet
