@@ -10,9 +10,10 @@ reason).
 
 Random numbers come from a `keras.random.SeedGenerator` seeded with the run's seed: the same seed gives the same
 crops and flips. It is the same transformation as the host path (suite/pipeline.augment): zero padding by
-`crop` pixels, a window at a uniform offset in [0, 2·crop], a flip with probability ½, then (x − mean) / std
-on pixels scaled to [0, 1]. At inference (validation, test, predict) only the scaling and normalisation run,
-so a saved model takes raw pixels.
+`crop` pixels, a window at a uniform offset in [0, 2·crop], a flip with probability ½, with `data.pca_colour`
+AlexNet's PCA colour noise (drawn after the crops and flips), then (x − mean) / std on pixels scaled to [0, 1].
+At inference (validation, test, predict) only the scaling and normalisation run, so a saved model takes raw
+pixels.
 """
 
 import keras
@@ -31,15 +32,21 @@ def crop_windows(x, offsets, crop):
 
 @keras.saving.register_keras_serializable(package="suite")
 class Augment(keras.layers.Layer):
-    """Raw pixels in (uint8 0..255, or floats already scaled by `scale`), normalised float32 out; random crop
-    and flip in training only."""
+    """Raw pixels in (uint8 0..255, or floats already scaled by `scale`), normalised float32 out; random crop,
+    flip and (with pca_vals, pca_vecs from pipeline.colour_pca and pca_sigma > 0) AlexNet's PCA colour noise on
+    3-channel input, in training only."""
 
-    def __init__(self, mean, std, scale=1 / 255, crop=0, flip=False, seed=None, **kwargs):
+    def __init__(self, mean, std, scale=1 / 255, crop=0, flip=False, seed=None, pca_vals=None, pca_vecs=None,
+                 pca_sigma=0.0, **kwargs):
         kwargs.setdefault("dtype", "float32")  # under mixed precision the network's first layer casts
         super().__init__(**kwargs)
         self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
         self.scale, self.crop, self.flip, self.seed = float(scale), int(crop), bool(flip), seed
-        self.seed_generator = keras.random.SeedGenerator(seed) if (crop or flip) else None
+        self.pca_vals = None if pca_vals is None else [float(v) for v in pca_vals]
+        self.pca_vecs = None if pca_vecs is None else [[float(v) for v in row] for row in pca_vecs]
+        self.pca_sigma = float(pca_sigma)
+        self.pca_on = self.pca_vals is not None and self.pca_vecs is not None and self.pca_sigma > 0
+        self.seed_generator = keras.random.SeedGenerator(seed) if (crop or flip or self.pca_on) else None
 
     def call(self, x, training=None):
         x = ops.cast(x, "float32") * self.scale
@@ -52,6 +59,12 @@ class Augment(keras.layers.Layer):
             if self.flip:
                 mask = keras.random.uniform((b, 1, 1, 1), seed=self.seed_generator) < 0.5
                 x = ops.where(mask, ops.flip(x, axis=2), x)
+            if self.pca_on and x.shape[-1] == 3:  # drawn after crop and flip: their draws stay what a seed gave
+                alpha = keras.random.normal((b, 3), stddev=self.pca_sigma, seed=self.seed_generator)
+                vals = ops.convert_to_tensor(self.pca_vals, "float32")
+                vecs = ops.convert_to_tensor(self.pca_vecs, "float32")
+                shift = ops.matmul(alpha * vals[None], ops.transpose(vecs))  # [B, 3]: Σ_i α_i λ_i p_i
+                x = x + shift[:, None, None, :]  # in [0, 1] scale, before normalisation, unclipped (the paper)
         mean = ops.reshape(ops.convert_to_tensor(self.mean, "float32"), (1, 1, 1, -1))
         std = ops.reshape(ops.convert_to_tensor(self.std, "float32"), (1, 1, 1, -1))
         return (x - mean) / std
@@ -61,11 +74,15 @@ class Augment(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "std": self.std, "scale": self.scale, "crop": self.crop,
-                "flip": self.flip, "seed": self.seed}
+                "flip": self.flip, "seed": self.seed, "pca_vals": self.pca_vals, "pca_vecs": self.pca_vecs,
+                "pca_sigma": self.pca_sigma}
 
 
-def wrap(net, shape, input_dtype, *, mean, std, scale, crop, flip, seed):
-    """`net` behind an `Augment` layer: a model that takes raw pixels [B, H, W, C] of `input_dtype`."""
+def wrap(net, shape, input_dtype, *, mean, std, scale, crop, flip, seed, pca=None, pca_sigma=0.0):
+    """`net` behind an `Augment` layer: a model that takes raw pixels [B, H, W, C] of `input_dtype`.
+    pca: pipeline.colour_pca's (eigenvalues, eigenvectors) for the colour noise of σ = pca_sigma, or None."""
     inp = keras.Input(shape, dtype=input_dtype, name="pixels")
-    layer = Augment(mean, std, scale=scale, crop=crop, flip=flip, seed=seed, name="augment")
+    vals, vecs = pca if pca is not None else (None, None)
+    layer = Augment(mean, std, scale=scale, crop=crop, flip=flip, seed=seed, pca_vals=vals, pca_vecs=vecs,
+                    pca_sigma=pca_sigma, name="augment")
     return keras.Model(inp, net(layer(inp)), name=net.name)

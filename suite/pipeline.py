@@ -43,8 +43,32 @@ def channel_stats(x, channels):
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
-def augment(x, seed, crop=0, flip=False):
-    """Random crop after zero-padding by `crop` px and random horizontal flip, on a batch [B, H, W, C]."""
+def colour_pca(x, channels):
+    """(eigenvalues [3], eigenvectors [3, 3] as columns), largest first, float32, of the 3×3 covariance of the
+    training pixels' RGB values in [0, 1] after grey→RGB conversion: AlexNet's PCA colour noise (§4.1). None when
+    the network input does not have 3 channels. Grey data made RGB has one component, (1, 1, 1)/√3: brightness."""
+    if channels != 3 or x.shape[-1] not in (1, 3):
+        return None
+    s = scale_of(x)
+    total, outer, n = 0.0, 0.0, 0
+    for i in range(0, len(x), 4096):  # chunks in float32, sums in float64, as channel_stats
+        c = x[i:i + 4096].reshape(-1, x.shape[-1]).astype(np.float32) * np.float32(s)
+        if c.shape[-1] == 1:
+            c = np.repeat(c, 3, axis=1)
+        total = total + c.sum(axis=0, dtype=np.float64)
+        outer = outer + np.einsum("ij,ik->jk", c, c, dtype=np.float64)
+        n += c.shape[0]
+    mean = total / n
+    cov = outer / n - np.outer(mean, mean)
+    vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
+    vals, vecs = np.maximum(vals[::-1], 0.0), vecs[:, ::-1]  # largest first; rounding can make a zero negative
+    return vals.astype(np.float32), np.ascontiguousarray(vecs).astype(np.float32)
+
+
+def augment(x, seed, crop=0, flip=False, pca=None, sigma=0.0):
+    """Random crop after zero-padding by `crop` px and random horizontal flip, on a batch [B, H, W, C]; then,
+    with `pca` = colour_pca's (eigenvalues, eigenvectors) and sigma > 0, AlexNet's colour noise: every image gets
+    Σ_i α_i·λ_i·p_i added to all its pixels, α_i ~ N(0, sigma) (unclipped, as in the paper)."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     b = tf.shape(x)[0]
     if crop:
@@ -57,6 +81,12 @@ def augment(x, seed, crop=0, flip=False):
     if flip:
         mask = tf.random.stateless_uniform([b, 1, 1, 1], flip_seed) < 0.5
         x = tf.where(mask, tf.reverse(x, axis=[2]), x)
+    if pca is not None and sigma > 0:  # its own stream (fold_in), so crops and flips stay what a seed gave before
+        vals, vecs = (tf.convert_to_tensor(a, tf.float32) for a in pca)
+        alpha = tf.random.stateless_normal([b, 3], tf.random.experimental.stateless_fold_in(seed, 3),
+                                           stddev=sigma)
+        shift = tf.matmul(alpha * vals[None], vecs, transpose_b=True)  # [B, 3]: Σ_i α_i λ_i p_i
+        x = x + tf.cast(shift, x.dtype)[:, None, None, :]
     return x
 
 
@@ -69,9 +99,10 @@ def raw_format(x, shape):
 
 
 def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_classes=None,
-         one_hot=False, n_outputs=1, raw=False):
+         one_hot=False, n_outputs=1, raw=False, pca=None):
     """A tf.data.Dataset of (image, label) batches shaped for a network with input `shape` (H, W, C).
-    raw: ship unnormalised, unaugmented pixels in `raw_format` (the model augments and normalises)."""
+    raw: ship unnormalised, unaugmented pixels in `raw_format` (the model augments and normalises).
+    pca: colour_pca's (eigenvalues, eigenvectors) for data.pca_colour's colour noise (training, 3 channels)."""
     h, w, c = shape
     s = scale_of(x)
     raw_uint8 = raw and raw_format(x, shape)[0] == "uint8"
@@ -79,6 +110,8 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
     std = tf.constant(std.reshape(1, 1, 1, -1))
     crop = data_cfg["crop"] if training else 0
     flip = data_cfg["flip"] if training else False
+    sigma = float(data_cfg.get("pca_colour", 0.0)) if training and c == 3 else 0.0
+    pca = None if pca is None or sigma <= 0 else tuple(tf.constant(a, tf.float32) for a in pca)
 
     def convert(img, label):
         if raw_uint8:  # as stored; grey→RGB is a copy of the channel
@@ -106,15 +139,16 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
         ds = ds.cache()
     if training and data_cfg["shuffle"]:
         ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
-    augmenting = training and (crop or flip) and not raw
+    augmenting = training and (crop or flip or pca is not None) and not raw
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     if augmenting and not data_cfg["batched_augment"]:
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda xy, sd: (augment(xy[0][None], sd, crop, flip)[0], xy[1]), num_parallel_calls=AUTOTUNE)
+            lambda xy, sd: (augment(xy[0][None], sd, crop, flip, pca, sigma)[0], xy[1]),
+            num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
     if augmenting and data_cfg["batched_augment"]:
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda xy, sd: (augment(xy[0], sd, crop, flip), xy[1]), num_parallel_calls=AUTOTUNE)
+            lambda xy, sd: (augment(xy[0], sd, crop, flip, pca, sigma), xy[1]), num_parallel_calls=AUTOTUNE)
     if not raw or one_hot or n_outputs > 1:  # a raw batch otherwise needs nothing more
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

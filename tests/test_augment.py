@@ -159,3 +159,127 @@ def test_auto_settings_follow_the_device():
 def test_auto_settings_reject_bad_values(setting, needle):
     with pytest.raises(config.UserError, match=needle):
         config.resolve("resnet20", [setting])
+
+
+# AlexNet's PCA colour noise (data.pca_colour, §4.1)
+
+def _pca():
+    """A known (eigenvalues, eigenvectors): distinct λ, an orthonormal rotation as the components."""
+    vecs, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((3, 3)))
+    return np.array([0.05, 0.01, 0.002], np.float32), vecs.astype(np.float32)
+
+
+def _check_shift(diff, pca, sigma):
+    """`diff` [N, H, W, 3] is one RGB shift per image, Σ_i α_i λ_i p_i with α_i ~ N(0, sigma)."""
+    shift = diff[:, :1, :1, :]
+    np.testing.assert_allclose(diff, np.broadcast_to(shift, diff.shape), rtol=0, atol=1e-6)
+    vals, vecs = pca
+    alpha = shift.reshape(-1, 3) @ vecs / vals  # the shift in the components' basis, divided by λ: α
+    assert np.abs(alpha.mean(0)).max() < 4 * sigma / np.sqrt(len(alpha)), alpha.mean(0)
+    np.testing.assert_allclose(alpha.std(0), sigma, rtol=0.15)
+
+
+def test_colour_pca_is_the_eigen_decomposition_of_the_pixel_covariance():
+    rng = np.random.default_rng(0)
+    mix = np.array([[1.0, 0.6, 0.3], [0.0, 0.5, 0.2], [0.0, 0.0, 0.15]])
+    x = np.clip(128 + 40 * rng.standard_normal((5000, 2, 2, 3)) @ mix, 0, 255).astype(np.uint8)  # 2 chunks
+    cov = np.cov(x.reshape(-1, 3).astype(np.float64) / 255, rowvar=False, bias=True)
+    want_vals, want_vecs = np.linalg.eigh(cov)
+    vals, vecs = pipeline.colour_pca(x, 3)
+    assert vals.dtype == vecs.dtype == np.float32 and vals.shape == (3,) and vecs.shape == (3, 3)
+    np.testing.assert_allclose(vals, want_vals[::-1], rtol=1e-4)  # largest first
+    np.testing.assert_allclose(np.abs(vecs.T @ want_vecs[:, ::-1]), np.eye(3), atol=1e-4)  # up to sign
+    np.testing.assert_allclose(vecs @ np.diag(vals) @ vecs.T, cov, atol=1e-6)
+    f_vals, _ = pipeline.colour_pca(x.astype(np.float32) / 255, 3)  # floats in [0, 1]: the same
+    np.testing.assert_allclose(f_vals, vals, rtol=1e-4)
+    assert pipeline.colour_pca(x, 1) is None and pipeline.colour_pca(x[..., :1], 1) is None
+    grey = pipeline.colour_pca(x[..., :1], 3)  # made RGB: one component, brightness
+    var = np.var(x[..., 0].astype(np.float64) / 255)
+    np.testing.assert_allclose(grey[0], [3 * var, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(np.abs(grey[1][:, 0]), np.full(3, 3 ** -0.5), atol=1e-5)
+
+
+def test_host_colour_noise_is_a_per_image_shift_and_keeps_the_crops():
+    import tensorflow as tf
+
+    x, pca = tf.constant(_images(512, (4, 4, 3)).astype("float32") / 255), _pca()
+    seed = tf.constant([1, 2], tf.int64)
+    plain = pipeline.augment(x, seed, 1, True).numpy()
+    for off in (dict(pca=pca, sigma=0.0), dict(pca=None, sigma=0.1)):  # off: the old call's crops and flips
+        np.testing.assert_array_equal(pipeline.augment(x, seed, 1, True, **off).numpy(), plain)
+    noisy = pipeline.augment(x, seed, 1, True, pca=pca, sigma=0.1).numpy()
+    _check_shift(noisy - plain, pca, 0.1)  # the same crops and flips: only the colour shift differs
+    np.testing.assert_array_equal(pipeline.augment(x, seed, 1, True, pca=pca, sigma=0.1).numpy(), noisy)
+    other = pipeline.augment(x, tf.constant([1, 3], tf.int64), 1, True, pca=pca, sigma=0.1).numpy()
+    assert not np.array_equal(other, noisy)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_pipeline_adds_colour_noise_to_training_batches_only(batched):
+    x, y = _images(64, (4, 4, 3)), np.arange(64) % 4
+    pca, ones = _pca(), (np.zeros(3, "float32"), np.ones(3, "float32"))
+    old = {**HOST, "crop": 1, "flip": True, "batched_augment": batched}  # no pca_colour key: an old config
+    kw = dict(shape=(4, 4, 3), batch_size=16, seed=0, mean=ones[0], std=ones[1])
+
+    def run(data_cfg, **more):
+        return np.concatenate([b.numpy() for b, _ in pipeline.make(x, y, data_cfg=data_cfg, **kw, **more)])
+
+    plain = run(old, training=True)
+    np.testing.assert_array_equal(run({**old, "pca_colour": 0.0}, training=True, pca=pca), plain)
+    diff = run({**old, "pca_colour": 0.1}, training=True, pca=pca) - plain
+    shift = diff[:, :1, :1, :]
+    np.testing.assert_allclose(diff, np.broadcast_to(shift, diff.shape), rtol=0, atol=1e-6)
+    assert np.all(np.abs(shift) > 0)
+    assert np.array_equal(run({**old, "pca_colour": 0.1}, training=False, pca=pca), run(old, training=False))
+    only = {**HOST, "pca_colour": 0.1, "batched_augment": batched}  # colour noise alone turns augmentation on
+    diff = run(only, training=True, pca=pca) - x.astype("float32") / 255
+    np.testing.assert_allclose(diff, np.broadcast_to(diff[:, :1, :1, :], diff.shape), rtol=0, atol=1e-6)
+    grey = dict(kw, shape=(4, 4, 1), mean=ones[0][:1], std=ones[1][:1])  # a grey network: left as is
+    ds = pipeline.make(x, y, data_cfg={**HOST, "pca_colour": 0.1}, training=True, pca=pca, **grey)
+    assert next(iter(ds))[0].shape == (16, 4, 4, 1)
+
+
+def test_device_colour_noise_is_a_per_image_shift_and_round_trips():
+    x, (vals, vecs) = _images(512, (4, 4, 3)), _pca()
+    mean, std = np.zeros(3, "float32"), np.ones(3, "float32")
+    pca = dict(pca_vals=vals, pca_vecs=vecs, pca_sigma=0.1)
+    plain = np.asarray(augment.Augment(mean, std, crop=1, flip=True, seed=3)(x, training=True))
+    off = augment.Augment(mean, std, crop=1, flip=True, seed=3, **{**pca, "pca_sigma": 0.0})
+    np.testing.assert_array_equal(np.asarray(off(x, training=True)), plain)
+    layer = augment.Augment(mean, std, crop=1, flip=True, seed=3, **pca)
+    noisy = np.asarray(layer(x, training=True))
+    _check_shift(noisy - plain, (vals, vecs), 0.1)  # drawn after the crops and flips, which stay as they were
+    np.testing.assert_allclose(np.asarray(layer(x, training=False)), x / 255, atol=1e-6)  # inference: none
+    cfg = layer.get_config()
+    assert json.loads(json.dumps(cfg))["pca_sigma"] == 0.1 and isinstance(cfg["pca_vecs"][0][0], float)
+    clone = augment.Augment.from_config(cfg)
+    assert clone.pca_vals == layer.pca_vals and clone.pca_vecs == layer.pca_vecs and clone.pca_sigma == 0.1
+    np.testing.assert_array_equal(np.asarray(clone(x, training=True)), noisy)  # same seed, same draws
+    alone = augment.Augment(mean, std, seed=3, **pca)  # colour noise alone needs the seed generator too
+    diff = np.asarray(alone(x, training=True)) - x / 255
+    np.testing.assert_allclose(diff, np.broadcast_to(diff[:, :1, :1, :], diff.shape), rtol=0, atol=1e-6)
+    grey = _images(4, (4, 4, 1))  # grey input: left as is
+    out = augment.Augment(mean[:1], std[:1], seed=3, **pca)(grey, training=True)
+    np.testing.assert_allclose(np.asarray(out), grey / 255, atol=1e-6)
+
+
+def test_pca_colour_setting():
+    assert config.resolve("lenet5")["data"]["pca_colour"] == 0
+    assert config.resolve("alexnet")["data"]["pca_colour"] == 0.1  # the paper's σ; a no-op on grey digits
+    with pytest.raises(config.UserError, match="out of range"):
+        config.resolve("lenet5", ["data.pca_colour=-0.1"])
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_run_with_pca_colour_on_rgb_digits(tmp_path, where):
+    p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
+                "--set", "data.channels=3", "--set", "data.pca_colour=0.1", "--set", "data.limit=64",
+                "--set", f"data.augment_on={where}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = next((tmp_path / "lenet5_modern").iterdir())
+    assert json.loads((run / "results.json").read_text())["runtime"]["augment_on"] == where
+    if where == "device":  # the saved model reloads with its colour noise
+        from suite import runner
+
+        layer = runner.load_model(run / "best.keras").get_layer("augment")
+        assert layer.pca_sigma == 0.1 and len(layer.pca_vals) == 3 and layer.pca_vals[0] > 0
