@@ -13,8 +13,11 @@ import tomllib
 from . import registry
 from .errors import UserError, did_you_mean
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-EXPERIMENTS = ROOT / "experiments"
+PACKAGE = pathlib.Path(__file__).resolve().parent
+# The shipped recipes: suite/experiments/ in an installed package (pyproject.toml maps the checkout's top-level
+# experiments/ there), the checkout's experiments/ when running from the source tree.
+EXPERIMENTS = next((p for p in (PACKAGE / "experiments", PACKAGE.parent / "experiments") if p.is_dir()),
+                   PACKAGE / "experiments")
 
 DEFAULTS = {
     "experiment": {
@@ -34,6 +37,9 @@ DEFAULTS = {
         "shuffle": True,  # reshuffle training data every epoch
         "crop": 0,  # random crop after zero-padding by this many pixels (training only)
         "flip": False,  # random horizontal flip (training only)
+        # σ of AlexNet's PCA colour noise (§4.1; the paper: 0.1), 0 = off; training only. Applies to 3-channel
+        # input only, grey input is left as is
+        "pca_colour": 0.0,
         "batched_augment": True,  # host: augment whole batches (batch → map): ~2× the input rate per image
         # where crop, flip and normalisation run: "host" (tf.data), "device" (the compiled model's first layer,
         # fed uint8 batches: suite/augment.py) or "auto" (device on a GPU/TPU, host on a CPU; suite/hardware.py)
@@ -64,6 +70,12 @@ DEFAULTS = {
         "jit_compile": "auto",
         "steps_per_execution": "auto",  # auto: 32 steps per call on a GPU/TPU, 8 on a CPU (suite/hardware.py)
         "verbose": 1,  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+    },
+    # the final test figure (and `suite eval`'s default): test-time augmentation averaged over views, as the papers
+    # evaluated (suite/evaluate.py): none | flip (image + mirror) | 10crop (AlexNet: 4 corners + centre, mirrored)
+    "eval": {
+        "tta": "none",
+        "shift": 0,  # 10crop: pixels the corner views move (0 = data.crop, or an eighth of the image)
     },
     "log": {
         "dir": "logs",
@@ -102,6 +114,7 @@ CHOICES = {
     "train.schedule": ("constant", "step", "exponential", "polynomial", "cosine", "plateau"),
     "train.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
     "data.augment_on": ("auto", "host", "device"),
+    "eval.tta": ("none", "flip", "10crop"),
     "train.jit_compile": ("auto", True, False),
     "train.verbose": (0, 1, 2),
     "data.channels": (0, 1, 3),
@@ -126,6 +139,8 @@ RANGES = {
     "train.warmup_epochs": (0, None, True, None),
     "data.val_split": (0, 1, True, False),
     "data.crop": (0, None, True, None),
+    "eval.shift": (0, None, True, None),
+    "data.pca_colour": (0, None, True, None),
     "data.limit": (0, None, True, None),
     "model.dropout": (0, 1, True, False),
     "model.weight_decay": (0, None, True, None),
@@ -150,6 +165,15 @@ def parse_value(text):
         return text
 
 
+def experiment_dirs():
+    """[(origin, folder)] in lookup order: the working directory's experiments/ (the user's own) before the
+    shipped ones, so a user's recipe of the same name wins."""
+    own = pathlib.Path("experiments")
+    if own.is_dir() and own.resolve() != EXPERIMENTS:
+        return [("yours", own), ("shipped", EXPERIMENTS)]
+    return [("shipped", EXPERIMENTS)]
+
+
 def find_experiment(name):
     """Path of experiment `name` (a file path, or a stem in experiments/), or None."""
     p = pathlib.Path(name)
@@ -157,12 +181,24 @@ def find_experiment(name):
         if not p.is_file():
             raise UserError(f"experiment file {name} does not exist; check the path")
         return p
-    q = EXPERIMENTS / f"{name}.toml"
-    return q if q.is_file() else None
+    for _, folder in experiment_dirs():
+        q = folder / f"{name}.toml"
+        if q.is_file():
+            return q
+    return None
+
+
+def experiments():
+    """{name: (origin, path)} of every experiment found by name; the first folder in experiment_dirs() wins."""
+    found = {}
+    for origin, folder in reversed(experiment_dirs()):
+        for p in folder.glob("*.toml"):
+            found[p.stem] = (origin, p)
+    return dict(sorted(found.items()))
 
 
 def list_experiments():
-    return sorted(p.stem for p in EXPERIMENTS.glob("*.toml"))
+    return list(experiments())
 
 
 def read_toml(path):

@@ -16,6 +16,20 @@ from .errors import UserError
 KERAS_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 NAMES = ("digits",) + KERAS_SETS
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Class names of the known sets, in label order (the Keras files carry only ids). `suite predict` prints them.
+CLASS_NAMES = {
+    "fashion_mnist": ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                      "ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "cifar100": (  # the 100 fine labels
+        "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can "
+        "castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin "
+        "elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard "
+        "lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear "
+        "pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark "
+        "shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone "
+        "television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm").split(),
+}
 
 
 @dataclasses.dataclass
@@ -116,7 +130,8 @@ def _arrays(name, xtr, ytr, xte, yte):
     ytr, yte = _labels(ytr, name), _labels(yte, name)
     n = int(max(ytr.max(initial=0), yte.max(initial=0))) + 1
     n = {"cifar100": 100}.get(name, max(n, 2))
-    return Data(name, xtr, ytr, xte, yte, n, [str(i) for i in range(n)])
+    names = CLASS_NAMES.get(name, [])
+    return Data(name, xtr, ytr, xte, yte, n, names if len(names) == n else [str(i) for i in range(n)])
 
 
 def _nhwc(x, name):

@@ -38,6 +38,7 @@ def config_hash(cfg):
     c["train"].pop("verbose", None)
     c["experiment"].pop("description", None)
     c.pop("tune", None)  # the search space does not change what `run` trains
+    c.pop("eval", None)  # nor does how the test set is evaluated
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -98,14 +99,15 @@ def datasets(cfg, parts, raw=None):
     (xtr, ytr), (xva, yva) = parts["train"], parts["val"]
     raw = parts["effective"]["augment_on"] == "device" if raw is None else raw
     mean, std = pipeline.channel_stats(xtr, shape[2])
+    pca = pipeline.colour_pca(xtr, shape[2]) if d.get("pca_colour", 0.0) > 0 else None  # None: not 3 channels
     n_out = len(parts["model"].outputs)
     common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
                   num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw)
     return dict(
-        train=pipeline.make(xtr, ytr, training=True, n_outputs=n_out, **common),
+        train=pipeline.make(xtr, ytr, training=True, n_outputs=n_out, pca=pca, **common),
         val=pipeline.make(xva, yva, training=False, n_outputs=n_out, **common) if len(xva) else None,
         test=pipeline.make(data.x_test, data.y_test, training=False, **common),
-        mean=mean, std=std, raw=raw)
+        mean=mean, std=std, raw=raw, pca=pca)
 
 
 def on_device(cfg, parts, ds):
@@ -118,7 +120,8 @@ def on_device(cfg, parts, ds):
     dtype, scale = pipeline.raw_format(parts["train"][0], parts["shape"])
     d = cfg["data"]
     return augment.wrap(net, parts["shape"], dtype, mean=ds["mean"], std=ds["std"], scale=scale, crop=d["crop"],
-                        flip=d["flip"], seed=cfg["train"]["seed"])
+                        flip=d["flip"], seed=cfg["train"]["seed"], pca=ds.get("pca"),
+                        pca_sigma=d.get("pca_colour", 0.0))
 
 
 def compile_model(model, cfg, parts):
@@ -396,6 +399,8 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
         if n_out > 1:
             infer.compile(loss=optim.loss(t), metrics=optim.metrics(t, data.num_classes))
         test = {k: float(v) for k, v in infer.evaluate(test_ds, verbose=0, return_dict=True).items()}
+        if cfg["eval"]["tta"] != "none":  # the paper's test-time augmentation (suite/evaluate.py)
+            test = test_with_tta(infer, cfg, parts, ds)
         if cfg["log"]["checkpoints"]:
             cb.save_model(infer, run_dir / "last.keras")
     hist = backup.history  # every epoch, the ones before a resume included
@@ -416,6 +421,7 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
         "params": int(infer.count_params()),
         "input_shape": list(shape),
         "num_classes": data.num_classes,
+        "class_names": list(data.class_names),
         "train_examples": len(xtr),
         "wall_time_s": round(time.time() - t_start, 2),
         "seed": t["seed"],
@@ -435,6 +441,17 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     echo(summary_line(results))
     return results
+
+
+def test_with_tta(model, cfg, parts, ds):
+    """Test metrics averaged over eval.tta's views of each image, and the image alone as "single_view"."""
+    from . import evaluate, pipeline
+
+    data, shape, d = parts["data"], parts["shape"], cfg["data"]
+    raw_test = pipeline.make(data.x_test, data.y_test, shape=shape, batch_size=cfg["train"]["batch_size"],
+                             training=False, data_cfg=d, seed=0, mean=ds["mean"], std=ds["std"], raw=True)
+    return evaluate.with_tta(model, raw_test, cfg["eval"]["tta"], evaluate.shift_for(cfg, shape), ds["raw"], shape,
+                             ds["mean"], ds["std"])
 
 
 def augmented_preview(model, train_ds):
@@ -514,6 +531,7 @@ def summary_line(r):
     if r.get("reference_accuracy"):
         ref = f" (paper: {r['reference_accuracy']:.2%} on {r.get('reference_data') or 'its data'})"
     name = r["model"] if r["experiment"] == r["model"] else f"{r['experiment']} ({r['model']})"
-    return (f"{name} · {r['data']} · test accuracy {acc:.4f}{ref} · "
+    tta = f" ({r['test']['tta']} TTA)" if r["test"].get("tta") else ""
+    return (f"{name} · {r['data']} · test accuracy {acc:.4f}{tta}{ref} · "
             f"loss {r['test'].get('loss', float('nan')):.4f} · {r['params']:,} params · "
             f"{r['wall_time_s']:.1f} s · {r['run_dir']}")

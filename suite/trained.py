@@ -1,0 +1,126 @@
+"""A trained run, loaded for use: `suite eval`, `predict` and `viz` read run directories through `load()`.
+
+The network comes from the run's `best.keras` (Keras' safe mode) and the preprocessing from the run's own
+resolved config.json: pictures go through `suite.pipeline.make` in evaluation mode — the code path training
+fed — and a run trained with augmentation on the device has its `Augment` layer split off, so every caller
+gets the same thing: `net`, taking normalised images, with one softmax output.
+"""
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from . import data as data_mod
+from .errors import UserError
+
+CHECKPOINTS = ("best", "last")
+
+
+@dataclasses.dataclass
+class Trained:
+    run_dir: pathlib.Path
+    cfg: dict
+    results: dict  # results.json, or {} for a run still training or killed
+    net: object  # keras.Model: normalised [B, H, W, C] in, class probabilities out
+    shape: tuple  # (H, W, C) the network takes
+    mean: np.ndarray
+    std: np.ndarray
+    class_names: list
+    trained_on_device: bool  # the saved model carried the Augment layer (data.augment_on = device)
+
+    @property
+    def num_classes(self):
+        return int(self.net.outputs[0].shape[-1])
+
+    def normaliser(self, dtype):
+        """Raw pixels of `dtype` (uint8 0..255, or float in [0, 1]) → the network's input: the Augment layer at
+        inference, proven equal to the host pipeline's normalisation (tests/test_augment.py)."""
+        from .augment import Augment
+
+        scale = 1 / 255 if np.dtype(dtype) == np.uint8 else 1.0
+        return Augment(self.mean, self.std, scale=scale, name="normalise")
+
+    def batches(self, x, y=None, batch_size=256, raw=False):
+        """tf.data batches of images `x` (any size and channels: converted and resized as in training) for the
+        network: normalised, or raw pixels (uint8 where exact, see pipeline.raw_format) when `raw`."""
+        from . import pipeline
+
+        y = np.zeros(len(x), np.int64) if y is None else y
+        d = {**self.cfg["data"], "crop": 0, "flip": False, "shuffle": False}
+        return pipeline.make(x, y, shape=self.shape, batch_size=batch_size, training=False, data_cfg=d, seed=0,
+                             mean=self.mean, std=self.std, raw=raw)
+
+    def data(self, name=None):
+        """The data set `name` (default: the run's own) after checking it fits the network's classes."""
+        name = name or self.cfg["data"]["name"]
+        d = data_mod.load(name)
+        top = int(max(d.y_test.max(initial=0), d.y_train.max(initial=0)))
+        if top >= self.num_classes:
+            raise UserError(f"{name} has labels up to {top} but the run's network has {self.num_classes} classes; "
+                            "evaluate on a data set with the run's classes")
+        return d
+
+
+def read_json(path, what):
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {what} {path} ({type(e).__name__}); is it a run directory?") from None
+
+
+def load(run_dir, checkpoint="best"):
+    """The run in `run_dir` (a directory written by `suite run`), ready to use. One-line errors for a missing
+    directory, a folder that is not a run, a run without the checkpoint, or a damaged model file."""
+    import keras
+
+    from . import augment, pipeline
+    from .nets import custom_layers
+
+    d = pathlib.Path(run_dir)
+    if not d.is_dir():
+        raise UserError(f"run directory {d} does not exist; `python -m suite list --runs` lists the runs")
+    if not (d / "config.json").is_file():
+        raise UserError(f"{d} is not a run directory (no config.json); pass logs/<experiment>/<run-id> "
+                        "(see `python -m suite list --runs`)")
+    cfg = read_json(d / "config.json", "the run's config")
+    results = read_json(d / "results.json", "the run's results") if (d / "results.json").is_file() else {}
+    path = d / f"{checkpoint}.keras"
+    if not path.is_file():
+        why = ("it was trained with log.checkpoints = false" if not cfg.get("log", {}).get("checkpoints", True)
+               else "it stopped before its first epoch ended" if checkpoint == "best"
+               else "last.keras is written when a run completes")
+        raise UserError(f"{d} has no {path.name}: {why}; train it (`python -m suite run ...`) first")
+    custom_layers()  # the suite's own layers, so safe mode can rebuild them
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # a truncated, foreign or hand-edited file: Keras raises many kinds
+        raise UserError(f"cannot load {path} ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+                        "the file is damaged: train the run again") from None
+    on_device = any(layer.name == "augment" and isinstance(layer, augment.Augment) for layer in model.layers)
+    if on_device:  # pixels → Augment → the network: keep the network (inputs are normalised by the caller)
+        net = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    else:
+        net = model
+    if len(net.outputs) > 1:  # GoogLeNet's auxiliary heads exist only for training
+        net = keras.Model(net.inputs, net.outputs[0], name=net.name)
+    shape = tuple(int(s) for s in net.input_shape[1:])
+
+    norm = results.get("normalization")
+    if norm:
+        mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    else:  # a run still training: the statistics training computed, the same way
+        dc = cfg["data"]
+        xtr = data_mod.split(data_mod.load(dc["name"]), dc["val_split"], dc["split_seed"])[0]
+        mean, std = pipeline.channel_stats(xtr[:dc["limit"] or None], shape[2])
+    n = int(net.outputs[0].shape[-1])
+    names = results.get("class_names")
+    if not names or len(names) != n:
+        try:
+            names = data_mod.load(cfg["data"]["name"]).class_names
+        except UserError:
+            names = []
+        if len(names) != n:
+            names = [str(i) for i in range(n)]
+    return Trained(d, cfg, results, net, shape, mean, std, list(names), on_device)
