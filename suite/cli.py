@@ -66,14 +66,18 @@ def cmd_list(a):
     from . import config, registry
 
     if getattr(a, "runs", False):
+        _tensorflow()
         return list_runs(a.logdir)
     print("networks:")
     for name in registry.list_models():
         e = registry.get(name)
         print(f"  {name:<22} {e.family:<10} {e.summary}")
-    print("experiments (experiments/*.toml):")
-    for name in config.list_experiments():
-        print(f"  {name}")
+    found = config.experiments()
+    print(f"experiments (shipped: {config.EXPERIMENTS}" + (", yours: ./experiments" if len(config.experiment_dirs()) > 1
+                                                          else "") + "):")
+    for name, (origin, path) in found.items():
+        shadow = origin == "yours" and (config.EXPERIMENTS / path.name).is_file()
+        print(f"  {name:<22} {origin}" + (" (replaces the shipped one)" if shadow else ""))
     return 0
 
 
@@ -86,6 +90,7 @@ def cmd_show(a):
     shape = show.parse_input(a.input) if a.input else None
     if a.classes is not None and a.classes < 1:
         raise UserError(f"--classes {a.classes} must be at least 1")
+    _tensorflow()  # the table builds the network
     try:
         show.show(a.target, a.set, input_shape=shape, classes=a.classes)
     except BrokenPipeError:  # `suite show resnet50 | head`
@@ -124,6 +129,27 @@ def cmd_report(a):
     return 0
 
 
+def cmd_viz(a):
+    from . import viz
+
+    viz.viz(a.run_dir, a.image, out=a.out)
+    return 0
+
+
+def cmd_eval(a):
+    from . import evaluate
+
+    evaluate.evaluate(a.run_dir, data=a.data, tta=a.tta, batch_size=a.batch_size)
+    return 0
+
+
+def cmd_predict(a):
+    from . import predict
+
+    predict.predict(a.run_dir, a.images, top=a.top, invert=a.invert)
+    return 0
+
+
 def list_runs(logdir):
     from . import runner
 
@@ -141,6 +167,13 @@ def list_runs(logdir):
             note += "; run the same command to resume"
         print(f"  {status:<10} {str(d):<60} {note}")
     return 0
+
+
+def _tensorflow():
+    """Import TensorFlow/Keras before anything else does, so TensorFlow's start-up lines stay hidden."""
+    from .quiet import import_tensorflow
+
+    import_tensorflow()
 
 
 def parser():
@@ -205,6 +238,32 @@ def parser():
     rp.add_argument("--no-plots", action="store_true", help="only the table: write no PNG files")
     rp.set_defaults(fn=cmd_report)
 
+    vz = sub.add_parser("viz", help="look inside a trained run: first-layer filters, feature maps, Grad-CAM and "
+                        "(dilated nets) receptive-field coverage, as PNGs and TensorBoard images")
+    vz.add_argument("run_dir", help="a run directory, logs/<experiment>/<run-id> (see `suite list --runs`)")
+    vz.add_argument("image", nargs="?", metavar="IMAGE", help="a PNG or JPEG picture (default: the first test "
+                    "image of the run's data set)")
+    vz.add_argument("--out", metavar="DIR", help="where the PNG files go (default <run-dir>/viz)")
+    vz.set_defaults(fn=cmd_viz)
+
+    ev = sub.add_parser("eval", help="evaluate a trained run's best.keras on a test set, with the papers' "
+                        "test-time augmentation; writes eval.json in the run directory")
+    ev.add_argument("run_dir", help="a run directory, logs/<experiment>/<run-id> (see `suite list --runs`)")
+    ev.add_argument("--data", help="another data set with the run's classes (default: the run's own test split)")
+    ev.add_argument("--tta", choices=("none", "flip", "10crop"), default="none",
+                    help="none; flip: the image and its mirror; 10crop: AlexNet's four corners + centre and their "
+                    "mirrors (softmax averaged)")
+    ev.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    ev.set_defaults(fn=cmd_eval)
+
+    pr = sub.add_parser("predict", help="classify your own pictures (PNG/JPEG files or folders) with a trained run")
+    pr.add_argument("run_dir", help="a run directory, logs/<experiment>/<run-id> (see `suite list --runs`)")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="picture files, or folders of them")
+    pr.add_argument("--top", type=int, default=3, metavar="K", help="how many classes to print (default 3)")
+    pr.add_argument("--invert", action="store_true", help="invert the pictures first (dark ink on white paper, for "
+                    "networks trained on light-on-dark digits)")
+    pr.set_defaults(fn=cmd_predict)
+
     tu = sub.add_parser("tune", help="hyperparameter search with keras-tuner (learning rate, batch size, depth, …)")
     tu.add_argument("target", help="a network (see `suite list`) or an experiment (experiments/NAME.toml or a path)")
     tu.add_argument("--tuner", help="random (default), hyperband, bayesian or grid (tune.tuner)")
@@ -232,9 +291,8 @@ def main(argv=None):
     debug = "--debug" in argv
     try:
         a = parser().parse_args(argv)
-        from .quiet import import_tensorflow
-
-        import_tensorflow()  # before anything imports Keras, so TensorFlow's start-up lines stay hidden
+        if a.fn not in (cmd_list, cmd_show):  # these read the registry and load Keras only when they must
+            _tensorflow()
         return a.fn(a)
     except UserError as e:
         if debug:
