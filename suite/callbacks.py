@@ -56,6 +56,101 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+def kernel_layers(model):
+    """[(layer name, kernel variable)] of every layer with a trainable `kernel` (Conv, Dense), in layer order,
+    nested models (the Augment wrapper's network, blocks) included. Names made unique with _2, _3, …"""
+    walk = getattr(model, "_flatten_layers", None)  # Keras' own depth-first walk over tracked sublayers
+    layers = walk(include_self=False, recursive=True) if walk else model.layers
+    out, seen = [], set()
+    for layer in layers:
+        k = getattr(layer, "kernel", None) if layer.trainable else None
+        if not isinstance(k, keras.Variable) or not k.trainable or id(k) in seen:
+            continue
+        seen.add(id(k))
+        name, i = layer.name, 1
+        while any(n == name for n, _ in out):
+            i += 1
+            name = f"{layer.name}_{i}"
+        out.append((name, k))
+    return out
+
+
+class GradientNorms(keras.callbacks.Callback):
+    """log.grad_norms: at every epoch end, the L2 norm of the loss gradient with respect to each Conv/Dense kernel
+    on one fixed training batch (runner.first_batch; with several outputs the first output's loss), in training
+    mode, as TensorBoard scalars grad_norm/<layer> in `log_dir` (the run "gradients"), and grad_norm_first,
+    grad_norm_last and grad_norm_ratio (first/last kernel layer) in the epoch logs: the vanishing-gradient
+    measurement (sigmoid nets' first layers get orders of magnitude less than their last). The probe leaves the
+    training untouched: BatchNorm statistics and random-seed states are restored after it. Must come before the
+    TensorBoard callback. TensorFlow only (GradientTape); on another backend it logs nothing."""
+
+    def __init__(self, batch_ds, log_dir):
+        super().__init__()
+        self.batch_ds, self.log_dir = batch_ds, str(log_dir)
+        self.batch, self.kernels, self.writer = None, [], None
+
+    def on_train_begin(self, logs=None):
+        if keras.backend.backend() != "tensorflow":
+            return
+        import tensorflow as tf
+
+        self.kernels = kernel_layers(self.model)
+        for x, y in self.batch_ds.take(1):
+            self.batch = (x, y)
+        if self.kernels and self.batch is not None:
+            self.writer = tf.summary.create_file_writer(self.log_dir)
+
+    def norms(self):
+        """[(layer name, gradient norm)] for the kernels the (first) output's loss reaches. The compiled data loss
+        alone, without the weight-decay penalties of model.losses: their gradient, weight_decay·W, does not pass
+        through the network and would put a floor under the norms that hides a vanishing gradient (plain20's
+        default 1e-4 is about as large as the whole data gradient of a sigmoid net's first conv)."""
+        import tensorflow as tf
+
+        model, (x, y) = self.model, self.batch
+        opt = model.optimizer
+        scale = 1.0  # mixed_float16: differentiate the scaled loss as training does, so small gradients survive
+        if opt is not None and hasattr(opt, "scale_loss"):
+            scale = float(keras.ops.convert_to_numpy(opt.scale_loss(keras.ops.ones((), "float32"))))
+        fn = keras.losses.get(model.loss[0] if isinstance(model.loss, (list, tuple)) else model.loss)
+        state = model.non_trainable_variables  # BatchNorm moving statistics, seed generators, metrics
+        saved = [v.numpy() for v in state]
+        try:
+            with tf.GradientTape() as tape:
+                y_pred = model(x, training=True)
+                if isinstance(y_pred, (list, tuple)):  # auxiliary heads: the classifier's loss alone
+                    y, y_pred = y[0], y_pred[0]
+                loss = keras.ops.cast(fn(y, y_pred), "float32") * scale
+            grads = tape.gradient(loss, [k for _, k in self.kernels])
+        finally:
+            for v, s in zip(state, saved):
+                v.assign(s)
+        return [(name, float(tf.norm(tf.cast(g, tf.float32))) / scale)
+                for (name, _), g in zip(self.kernels, grads) if g is not None]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.writer is None:
+            return
+        import tensorflow as tf
+
+        norms = self.norms()
+        if not norms:
+            return
+        with self.writer.as_default(step=epoch):  # epoch-stepped like Keras' epoch_* scalars (see trim_events)
+            for name, value in norms:
+                tf.summary.scalar(f"grad_norm/{name}", value)
+        self.writer.flush()  # before the backup commits: see the module docstring
+        if logs is not None:
+            first, last = norms[0][1], norms[-1][1]
+            logs["grad_norm_first"], logs["grad_norm_last"] = first, last
+            logs["grad_norm_ratio"] = first / last if last > 0 else float("nan")
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 class EpochStats(keras.callbacks.Callback):
     """Epoch wall time and training throughput (images/s), logged like a metric."""
 

@@ -46,6 +46,7 @@ DEFAULTS = {
         "augment_on": "auto",
         "cache": True,  # cache decoded, resized images in memory
         "limit": 0,  # use only the first N training examples (0 = all); for quick looks and tests
+        "order": "stored",  # training examples as stored, or "by_label" (stable sort after data.limit: 0s, 1s, …)
     },
     "train": {
         "epochs": 10,
@@ -81,8 +82,11 @@ DEFAULTS = {
         "dir": "logs",
         "checkpoints": True,
         "profile": False,
+        # per-epoch L2 norm of the loss gradient w.r.t. each Conv/Dense kernel on one fixed training batch:
+        # TensorBoard run "gradients" (grad_norm/<layer>) and grad_norm_first/last/ratio in the history
+        "grad_norms": False,
     },
-    # `python -m suite tune` (suite/tune.py). Search space: a list of values per knob; for lr, momentum, dropout
+    # `python -m suite tune` (suite/tune/). Search space: a list of values per knob; for lr, momentum, dropout
     # and weight_decay two numbers are a range (lr, weight_decay: log-uniform) and three or more a set of values;
     # [] = not tuned. `depth` maps to the network's depth knob (VGG 11/13/16/19, CIFAR ResNet 20/32/44/56, …).
     "tune": {
@@ -104,7 +108,7 @@ DEFAULTS = {
         "seed": 0,  # the search's random seed (the trials keep train.seed)
         "max_failures": 10,  # this many failed (e.g. diverged) trials in a row stop the search
         "checkpoints": False,  # keep best.keras/last.keras of every trial
-        "restart_every": 20,  # start the process afresh after this many trials (0 = never); see tune_study
+        "restart_every": 20,  # start the process afresh after this many trials (0 = never); see suite/tune/tuner.py
     },
 }
 
@@ -114,6 +118,7 @@ CHOICES = {
     "train.schedule": ("constant", "step", "exponential", "polynomial", "cosine", "plateau"),
     "train.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
     "data.augment_on": ("auto", "host", "device"),
+    "data.order": ("stored", "by_label"),
     "eval.tta": ("none", "flip", "10crop"),
     "train.jit_compile": ("auto", True, False),
     "train.verbose": (0, 1, 2),
@@ -211,7 +216,7 @@ def read_toml(path):
         raise UserError(f"cannot read experiment file {path} ({e.strerror})") from None
 
 
-def resolve(target, overrides=(), extra=None):
+def resolve(target, overrides=(), extra=None, origin="command line"):
     """The fully resolved config for `target` (experiment or network name).
 
     overrides: iterable of "section.key=value" strings; extra: {"section.key": value} from flags.
@@ -243,7 +248,7 @@ def resolve(target, overrides=(), extra=None):
             raise UserError(f"setting {key!r} must be section.key (sections: {', '.join(DEFAULTS)})")
         sec, k = key.split(".")
         nested.setdefault(sec, {})[k] = value
-    layers_.append(("command line", nested))
+    layers_.append((origin, nested))
 
     # The model's name decides which model keys exist, so find it first.
     model_name = ""

@@ -15,6 +15,7 @@ import sys
 import time
 
 from . import data as data_mod
+from . import memory
 from .errors import UserError
 
 RESULTS = "results.json"
@@ -30,6 +31,14 @@ def write_json(path, obj):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_json(path):
+    """A JSON file's content, or None when it is missing or unreadable (a torn or foreign file)."""
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def config_hash(cfg):
@@ -56,6 +65,7 @@ def status_of(run_dir):
 def prepare(cfg):
     """Load data and build the model, checking everything; nothing is written. Returns a dict of parts."""
     import keras
+    import numpy as np
 
     from . import hardware, optim, registry
 
@@ -64,6 +74,9 @@ def prepare(cfg):
     xtr, ytr, xva, yva = data_mod.split(data, d["val_split"], d["split_seed"])
     if d["limit"]:
         xtr, ytr = xtr[:d["limit"]], ytr[:d["limit"]]
+    if d.get("order", "stored") == "by_label":  # all 0s, then all 1s, … (stable: stored order within a class)
+        idx = np.argsort(ytr, kind="stable")
+        xtr, ytr = xtr[idx], ytr[idx]
     h, w = d["image_size"] or data.shape[:2]
     c = d["channels"] or data.shape[2]
     shape = (h, w, c)
@@ -108,6 +121,23 @@ def datasets(cfg, parts, raw=None):
         val=pipeline.make(xva, yva, training=False, n_outputs=n_out, **common) if len(xva) else None,
         test=pipeline.make(data.x_test, data.y_test, training=False, **common),
         mean=mean, std=std, raw=raw, pca=pca)
+
+
+def first_batch(cfg, parts, ds):
+    """A one-batch dataset for log.grad_norms: the first train.batch_size training examples (in data.order) through
+    the training pipeline (`ds` = datasets()'s: same statistics, augmentation seed, raw or not) without the shuffle,
+    i.e. the training stream's first batch when data.shuffle is false. Built apart from ds["train"] on purpose:
+    every iteration of that draws the next shuffle order and augmentation seeds, so taking a batch from it would
+    change what the training sees."""
+    from . import optim, pipeline
+
+    d, t = cfg["data"], cfg["train"]
+    xtr, ytr = parts["train"]
+    n = t["batch_size"]
+    return pipeline.make(xtr[:n], ytr[:n], shape=parts["shape"], batch_size=n, training=True,
+                         data_cfg={**d, "shuffle": False, "cache": False}, seed=t["seed"], mean=ds["mean"],
+                         std=ds["std"], num_classes=parts["data"].num_classes, one_hot=optim.one_hot(t),
+                         n_outputs=len(parts["model"].outputs), raw=ds["raw"], pca=ds.get("pca"))
 
 
 def on_device(cfg, parts, ds):
@@ -316,6 +346,7 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None)
     and then commits the backup atomically (callbacks.Backup); a rerun of the same command finds the
     unfinished directory, drops TensorBoard points past the last commit and continues from there."""
     t_start = time.time()
+    rss0 = memory.start()  # the run's peak host memory is measured from here (suite/memory.py)
     parts = prepare(cfg)  # every input check: nothing has been written yet
     shown = run_dir
     if run_dir is None:
@@ -330,12 +361,12 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None)
     make_dir(run_dir)
     fd = lock(run_dir)
     try:
-        return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer)
+        return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0)
     finally:
         unlock(fd)
 
 
-def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
+def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, rss0=None):
     import keras
 
     from . import callbacks as cb
@@ -355,9 +386,9 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
             echo(f"restarting {run_dir}: it stopped before its first epoch ended")
     write_json(run_dir / CONFIG, cfg)
 
-    d, t = cfg["data"], cfg["train"]
+    t = cfg["train"]
     data, shape = parts["data"], parts["shape"]
-    (xtr, ytr), (xva, yva) = parts["train"], parts["val"]
+    xtr = parts["train"][0]
     ds = datasets(cfg, parts)
     train_ds, val_ds, test_ds, mean, std = ds["train"], ds["val"], ds["test"], ds["mean"], ds["std"]
     model = compile_model(on_device(cfg, parts, ds), cfg, parts)
@@ -368,7 +399,9 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
     if n_out > 1:
         monitor = monitor.replace("accuracy", "predictions_accuracy")
     stateful = {}
-    cbs = [stop, cb.EpochStats(len(xtr)), cb.LearningRateLogger()] + ([cb.Progbar()] if t["verbose"] else [])
+    grads = ([cb.GradientNorms(first_batch(cfg, parts, ds), run_dir / "gradients")]
+             if cfg["log"].get("grad_norms") else [])  # before TensorBoard and Backup: its logs are recorded
+    cbs = [stop, cb.EpochStats(len(xtr)), cb.LearningRateLogger()] + grads + ([cb.Progbar()] if t["verbose"] else [])
     if t["schedule"] == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor.replace("accuracy", "loss"), factor=t["decay"],
                                                     patience=t["patience"], min_lr=t["min_lr"], verbose=1)
@@ -424,6 +457,7 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None):
         "class_names": list(data.class_names),
         "train_examples": len(xtr),
         "wall_time_s": round(time.time() - t_start, 2),
+        "peak_rss_mb": memory.peak_mb(rss0),  # host RSS peak above the start of run(); None off Linux
         "seed": t["seed"],
         "deterministic": t["deterministic"],
         "reference_accuracy": cfg["experiment"]["reference_accuracy"] or None,
