@@ -1,6 +1,6 @@
 """Does memory stay flat across tuning trials? Runs `python -m suite tune` on a random search of many tiny
 trials (LeNet-5, 160 digits, 1 epoch each) and prints the process's resident memory after every trial, read
-from each trial's tune.json (suite.tune_study records VmRSS when a trial ends).
+from each trial's tune.json (suite.tune.tuner records VmRSS when a trial ends).
 
     python benchmarks/tune_memory.py [--trials 32] [--restart-every 20] [--no-clear]
 
@@ -30,7 +30,7 @@ def main():
     import_tensorflow()
     import keras
 
-    from suite import tune_search
+    from suite.tune import search as tune_search
 
     if a.no_clear:  # in this process, which must not re-execute itself
         keras.backend.clear_session = lambda *args, **kw: None

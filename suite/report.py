@@ -14,7 +14,6 @@ combined plot of the runs compared.
 
 import csv
 import io
-import json
 import math
 import os
 import pathlib
@@ -22,6 +21,7 @@ import sys
 import time
 
 from .errors import UserError
+from .runner import read_json
 
 STALE_S = 600
 PLOT_NAME = "curves.png"
@@ -54,13 +54,6 @@ def find_runs(paths):
             seen.add(d.resolve())
             out.append(d)
     return out
-
-
-def _read_json(path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def events_history(run_dir):
@@ -111,8 +104,8 @@ def load_run(run_dir, now=None):
     from .runner import status_of
 
     d = pathlib.Path(run_dir)
-    cfg = _read_json(d / "config.json") or {}
-    res = _read_json(d / "results.json")
+    cfg = read_json(d / "config.json") or {}
+    res = read_json(d / "results.json")
     exp, model, data, train = (cfg.get(k, {}) for k in ("experiment", "model", "data", "train"))
     hist = events_history(d) or (res or {}).get("history") or {}
     acc_key = accuracy_key(hist)
@@ -191,17 +184,9 @@ def display_row(r):
 
 def markdown(rows):
     """A Markdown table, padded so it also reads as plain text on a terminal."""
-    cells = [list(COLUMNS)] + [display_row(r) for r in rows]
-    numeric = {3, 4, 5, 6, 8}
-    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    from .table import render
 
-    def line(c):
-        return "| " + " | ".join(v.rjust(w) if i in numeric else v.ljust(w)
-                                 for i, (v, w) in enumerate(zip(c, widths))) + " |"
-
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if i in numeric else "-" * (w + 2)
-                         for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(cells[0]), sep] + [line(c) for c in cells[1:]])
+    return render(COLUMNS, [display_row(r) for r in rows], numeric={3, 4, 5, 6, 8})
 
 
 CSV_FIELDS = ("experiment", "network", "data", "params", "epochs_done", "epochs_planned", "best_val_accuracy",

@@ -54,7 +54,8 @@ def ends(sdir):
 # --- search space ------------------------------------------------------------------------------------------------
 
 def test_space_from_tune_table(tmp_path):
-    from suite import config, tune
+    from suite import config
+    from suite.tune import space as tune
 
     cfg = config.resolve(str(write_exp(tmp_path, 'lr = [1e-3, 0.1]\nbatch_size = [32, 64]\nactivation = ["tanh", "relu"]'
                                                '\ndropout = [0.0, 0.5]')))
@@ -81,7 +82,8 @@ def test_space_from_tune_table(tmp_path):
     ('tune.tuner="annealing"', "not one of"),
 ])
 def test_bad_tune_settings_are_one_line_errors(tmp_path, setting, message):
-    from suite import config, tune
+    from suite import config
+    from suite.tune import space as tune
     from suite.errors import UserError
 
     with pytest.raises(UserError, match=message):
@@ -89,7 +91,8 @@ def test_bad_tune_settings_are_one_line_errors(tmp_path, setting, message):
 
 
 def test_depth_maps_to_the_networks_knob_and_is_checked_before_the_search(tmp_path):
-    from suite import config, tune
+    from suite import config
+    from suite.tune import space as tune
     from suite.errors import UserError
 
     # exercise2_cnn's depth is its number of conv-ReLU-maxpool blocks; at 8×8 with VALID 5×5 convs only 1 fits.
@@ -107,7 +110,7 @@ def test_depth_maps_to_the_networks_knob_and_is_checked_before_the_search(tmp_pa
 
 
 def test_toml_values_round_trip():
-    from suite.tune_report import toml_value
+    from suite.tune.report import toml_value
 
     vals = {"a": 1e-05, "b": [1, 2], "c": "tanh \"q\" é", "d": True, "e": [], "f": 0.1, "g": [[1, 2], [3]]}
     text = "\n".join(f"{k} = {toml_value(v)}" for k, v in vals.items())
@@ -117,7 +120,8 @@ def test_toml_values_round_trip():
 # --- a whole search in-process -----------------------------------------------------------------------------------
 
 def test_grid_search_divergence_hparams_best_toml_and_rerun(tmp_path, capsys):
-    from suite import cli, tune_search
+    from suite import cli
+    from suite.tune import search as tune_search
 
     exp = write_exp(tmp_path, 'tuner = "grid"\nepochs = 2\nlr = [0.01, 0.05, 3e38]\nbatch_size = [64]')
     lines = []
@@ -234,7 +238,7 @@ def test_two_workers_on_loopback(tmp_path):
 
 
 def test_bayesian_search_runs(tmp_path):
-    from suite import tune_search
+    from suite.tune import search as tune_search
 
     exp = write_exp(tmp_path, 'tuner = "bayesian"\nmax_trials = 2\nepochs = 1\nlr = [0.01, 0.1]\nbatch_size = [32, 64]')
     assert tune_search.search(str(exp), echo=lambda s: None) == 0

@@ -4,15 +4,16 @@ import json
 import math
 import pathlib
 
-from . import tune
-from .errors import EXIT_DIVERGED, EXIT_OK
+from ..errors import EXIT_DIVERGED, EXIT_OK
+from . import space as tune
 
 SECTIONS = ("experiment", "model", "data", "train", "log")
 
 
 def rows(oracle, sdir, params):
     """One dict per trial (trial order): its record (tune.json), or keras-tuner's view if it has none."""
-    from .tune_study import RECORD, read_json
+    from ..runner import read_json
+    from .tuner import RECORD
 
     out = []
     for tid in sorted(oracle.trials):
@@ -39,6 +40,8 @@ def fmt(v):
 
 
 def table(recs, params, objective):
+    from ..table import render
+
     head = ["trial", "status"] + [p.name for p in params] + ["epochs", objective, "time s"]
     body = []
     for r in recs:
@@ -46,9 +49,7 @@ def table(recs, params, objective):
         obj = f"{r['objective']:.4f}" if r.get("objective") is not None else "-"
         body.append([str(r["trial"]), status] + [fmt(r["values"].get(p.name)) for p in params]
                     + [fmt(r.get("epochs")), obj, fmt(r.get("wall_time_s"))])
-    widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+    return render(head, body, markdown=False)
 
 
 def best_of(recs, objective):

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 
-from . import config as config_mod
-from . import runner, tune
-from .errors import UserError
-from .tune_study import RECORD, Restart, SuiteTuner, _write_json, read_json
+from .. import config as config_mod
+from .. import runner
+from ..errors import UserError
+from . import space as tune
+from ..runner import read_json
+from .tuner import RECORD, Restart, SuiteTuner, _write_json, make_oracle
 
 
 def role():
@@ -42,7 +44,7 @@ def free_port():
 def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=None, relaunch=None, echo=print):
     """Run (or continue) a study; returns the CLI exit status. relaunch: the `suite tune` arguments a worker
     process is started with (--study is added)."""
-    from . import tune_report
+    from . import report as tune_report
 
     cfg = config_mod.resolve(target, overrides, extra)
     params = tune.space(cfg)
@@ -80,7 +82,7 @@ def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=No
         if workers:
             os.environ.update(KERASTUNER_TUNER_ID="chief", KERASTUNER_ORACLE_IP="127.0.0.1",
                               KERASTUNER_ORACLE_PORT=str(free_port()))
-        tuner = SuiteTuner(tune.make_oracle(cfg, params), base=cfg, params=params, directory=str(root),
+        tuner = SuiteTuner(make_oracle(cfg, params), base=cfg, params=params, directory=str(root),
                            project_name=f"tune-{name}", echo=echo)
         tuner.save()  # before the first trial: a kill in trial 0 must resume, not start over
         if me == "chief":

@@ -1,24 +1,11 @@
-"""Hyperparameter search with keras-tuner: `python -m suite tune <net-or-experiment> [--tuner hyperband]`.
-
-Why a `keras_tuner.Tuner` subclass with `run_trial()` and not a `HyperModel` with build(hp)/fit(hp, model): every
-trial must train through the one runner (suite.runner.run), which builds, compiles and fits the model itself
-(data pipeline, schedules, BackupAndRestore, TensorBoard). keras-tuner documents overriding `Tuner.run_trial` for
-exactly this case (a custom training loop): we turn `trial.hyperparameters` into a suite config (batch size
-included) and return the objective. The oracles (RandomSearch, Hyperband, BayesianOptimization, and a grid)
-are keras-tuner's, with their state files written atomically; see tune_study.py for resuming and workers.
-
-Layout: logs/<experiment>/tune-<study>/ holds keras-tuner's oracle.json, and trial_<id>/ per trial, which is
-also the runner's run directory (TensorBoard events, results.json) with the trial's HParams, so TensorBoard's
-HParams dashboard lists the trials side by side. At the end: a table, summary.json and best.toml (an
-experiment file `python -m suite run` accepts).
-"""
+"""The search space: [tune] → keras-tuner hyperparameters → each trial's suite config."""
 
 import copy
 import math
 
-from . import config as config_mod
-from . import registry
-from .errors import UserError
+from .. import config as config_mod
+from .. import registry
+from ..errors import UserError
 
 # [tune] name → (config key, how a two-number list is read). "depth" is the network's depth knob.
 SPACE = {
@@ -160,7 +147,7 @@ def check_input(cfg, params):
     and depth values the network cannot build on these images (each built once, quickly)."""
     import keras
 
-    from . import data as data_mod
+    from .. import data as data_mod
 
     t = cfg["tune"]
     if t["objective"].startswith("val_") and not cfg["data"]["val_split"]:
@@ -184,29 +171,6 @@ def check_input(cfg, params):
                             f"{shape[0]}×{shape[1]}×{shape[2]} images: {msg}") from None
         finally:
             keras.backend.clear_session()
-
-
-def make_oracle(cfg, params):
-    """The keras-tuner oracle named by tune.tuner, its state files written atomically (tune_study)."""
-    import keras_tuner as kt
-
-    from . import tune_study
-
-    t = cfg["tune"]
-    objective = kt.Objective(t["objective"], OBJECTIVES[t["objective"]])
-    common = dict(objective=objective, seed=t["seed"] + 1,  # keras-tuner reads seed 0 as "pick one at random"
-                  hyperparameters=hyperparameters(params, grid=t["tuner"] == "grid"),
-                  allow_new_entries=False, tune_new_entries=False,
-                  max_consecutive_failed_trials=t["max_failures"])
-    max_trials = t["max_trials"] or None
-    if t["tuner"] == "hyperband":
-        return tune_study.HyperbandOracle(max_epochs=t["epochs"], factor=t["factor"],
-                                          hyperband_iterations=t["hyperband_iterations"], **common)
-    if t["tuner"] == "grid":
-        return tune_study.GridOracle(max_trials=max_trials, **common)
-    if t["tuner"] == "bayesian":
-        return tune_study.BayesianOracle(max_trials=max_trials or 10, **common)
-    return tune_study.RandomOracle(max_trials=max_trials or 10, **common)
 
 
 def format_values(values, params):

@@ -22,8 +22,10 @@ import time
 import keras
 import keras_tuner as kt
 
-from . import runner, tune
-from .errors import UserError
+from .. import runner
+from ..runner import read_json
+from ..errors import UserError
+from . import space as tune
 
 RECORD = "tune.json"  # per trial: what the search learnt from it, written last
 WARM = "final_weights.npz"  # hyperband: a trial's last weights, the start of the trial it is promoted to
@@ -32,13 +34,6 @@ EVENTS = "events.jsonl"  # per study: one line per trial start / end (which proc
 
 def _write_json(path, obj):
     runner.write_json(path, json.loads(json.dumps(obj, default=str)))
-
-
-def read_json(path):
-    try:
-        return json.loads(pathlib.Path(path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 class _Atomic:
@@ -110,6 +105,27 @@ class _TrialCallback(keras.callbacks.Callback):
             with open(tmp, "wb") as f:
                 np.savez(f, **{f"w{i}": w for i, w in enumerate(self.model.get_weights())})
             os.replace(tmp, self.save_to)
+
+
+def make_oracle(cfg, params):
+    """The keras-tuner oracle named by tune.tuner, its state files written atomically."""
+    import keras_tuner as kt
+
+    t = cfg["tune"]
+    objective = kt.Objective(t["objective"], tune.OBJECTIVES[t["objective"]])
+    common = dict(objective=objective, seed=t["seed"] + 1,  # keras-tuner reads seed 0 as "pick one at random"
+                  hyperparameters=tune.hyperparameters(params, grid=t["tuner"] == "grid"),
+                  allow_new_entries=False, tune_new_entries=False,
+                  max_consecutive_failed_trials=t["max_failures"])
+    max_trials = t["max_trials"] or None
+    if t["tuner"] == "hyperband":
+        return HyperbandOracle(max_epochs=t["epochs"], factor=t["factor"],
+                                          hyperband_iterations=t["hyperband_iterations"], **common)
+    if t["tuner"] == "grid":
+        return GridOracle(max_trials=max_trials, **common)
+    if t["tuner"] == "bayesian":
+        return BayesianOracle(max_trials=max_trials or 10, **common)
+    return RandomOracle(max_trials=max_trials or 10, **common)
 
 
 def rss_mb():
@@ -240,7 +256,7 @@ class SuiteTuner(kt.Tuner):
         return rec
 
     def _hparams(self, tdir, rec):
-        from . import tblog
+        from .. import tblog
 
         hps = {**rec["values"], "epochs": rec["epochs"]}
         metrics = {f"tune/{rec['objective_name']}": rec["objective"], "test_accuracy": rec["test_accuracy"],
