@@ -101,7 +101,7 @@ def cmd_show(a):
 
 
 def cmd_tune(a):
-    from . import tune_search
+    from .tune import search as tune_search
 
     extra = {"tune.tuner": a.tuner, "tune.max_trials": a.max_trials, "tune.epochs": a.epochs,
              "tune.objective": a.objective, "data.name": a.data, "train.seed": a.seed, "log.dir": a.logdir}
@@ -133,6 +133,34 @@ def cmd_viz(a):
     from . import viz
 
     viz.viz(a.run_dir, a.image, out=a.out)
+    return 0
+
+
+def cmd_study(a):
+    from .studies import spec
+
+    if a.list:
+        for name, (origin, path) in spec.studies().items():
+            try:
+                q = spec.load(path).question
+            except UserError as e:
+                q = f"(broken: {e})"
+            print(f"  {name:<18} {q}" + ("" if origin == "shipped" else f"  [{origin}]"))
+        return 0
+    if not a.target:
+        raise UserError("name a study (see `python -m suite study --list`) or a study file")
+    if a.seeds is not None and a.seeds < 1:
+        raise UserError(f"--seeds {a.seeds} must be at least 1")
+    study = spec.load(a.target)
+    seeds = list(study.seeds)
+    if a.seeds is not None:  # the file's seeds first, then the next integers
+        seeds = (seeds + [max(seeds) + 1 + i for i in range(a.seeds)])[:a.seeds]
+    _tensorflow()
+    from .studies import report, study as study_mod
+
+    study_mod.plan(study, seeds, a.full, a.set, a.logdir)  # every arm's settings checked before any training
+    root, records, wall = study_mod.run(study, seeds, a.full, a.set, a.logdir)
+    report.write(study, records, seeds, a.full, wall, root)
     return 0
 
 
@@ -264,6 +292,19 @@ def parser():
                     "networks trained on light-on-dark digits)")
     pr.set_defaults(fn=cmd_predict)
 
+    st = sub.add_parser("study", help="answer one of the notes' questions: arms × seeds through the runner, a "
+                        "report with a verdict computed from the runs")
+    st.add_argument("target", nargs="?", help="a study (see --list) or a study file experiments/studies/NAME.toml")
+    st.add_argument("--list", action="store_true", help="list the studies and their questions")
+    st.add_argument("--seeds", type=int, metavar="N", help="number of seeds per arm (default: the study's)")
+    st.add_argument("--full", action="store_true", help="the real data set and the paper-scale recipe ([study.full]; "
+                    "for a GPU)")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting in every arm, e.g. --set train.epochs=2")
+    st.add_argument("--logdir", default="logs", help="root of the run directories (default logs): runs go to "
+                    "<logdir>/studies/<study>/")
+    st.set_defaults(fn=cmd_study)
+
     tu = sub.add_parser("tune", help="hyperparameter search with keras-tuner (learning rate, batch size, depth, …)")
     tu.add_argument("target", help="a network (see `suite list`) or an experiment (experiments/NAME.toml or a path)")
     tu.add_argument("--tuner", help="random (default), hyperband, bayesian or grid (tune.tuner)")
@@ -291,7 +332,7 @@ def main(argv=None):
     debug = "--debug" in argv
     try:
         a = parser().parse_args(argv)
-        if a.fn not in (cmd_list, cmd_show):  # these read the registry and load Keras only when they must
+        if a.fn not in (cmd_list, cmd_show, cmd_study):  # these read the registry and load Keras only when they must
             _tensorflow()
         return a.fn(a)
     except UserError as e:

@@ -1,0 +1,151 @@
+"""`python -m suite study`: the study file schema and its errors, the verdict logic on synthetic numbers, every
+shipped study resolving, resume of a half-finished study, and a tiny end-to-end study with identical arms."""
+
+import contextlib
+import io
+import json
+import shutil
+
+import pytest
+
+from suite import cli
+from suite.studies import spec, study, verdict
+
+TINY = '''
+[study]
+question = "Are two identical arms different?"
+claim = "a > b, a ~ b"
+source = "a test"
+base = "lenet5_modern"
+seeds = [0, 1]
+metric = "test_accuracy"
+margin = 0.5
+
+[study.set]
+"train.epochs" = 1
+"data.limit" = 200
+"log.checkpoints" = false
+
+[arms.a]
+"train.lr" = 0.01
+[arms.b]
+"train.lr" = 0.01
+'''
+
+
+def main(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main([str(a) for a in args])
+    return rc, out.getvalue(), err.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+
+def test_clear_win_clear_loss_and_no_difference():
+    hi, lo = [0.91, 0.92, 0.90], [0.71, 0.70, 0.73]
+    assert verdict.compare(hi, lo, ">")["verdict"] == "supported"
+    assert verdict.compare(lo, hi, ">")["verdict"] == "contradicted"
+    assert verdict.compare(lo, hi, "<")["verdict"] == "supported"
+    assert verdict.compare(hi, lo, "<")["verdict"] == "contradicted"
+    same = verdict.compare(hi, list(hi), ">")
+    assert same["verdict"] == "inconclusive" and same["difference"] == 0 and same["p"] == pytest.approx(1.0)
+    assert verdict.compare(hi, [0.905, 0.915, 0.905], "~", margin=0.05)["verdict"] == "supported"
+    assert verdict.compare(hi, lo, "~", margin=0.05)["verdict"] == "contradicted"
+    noisy = verdict.compare([0.9, 0.5, 0.7], [0.6, 0.8, 0.75], ">")
+    assert noisy["verdict"] == "inconclusive" and noisy["ci"][0] < 0 < noisy["ci"][1]
+
+
+def test_exact_constants_small_samples_and_diverged_arms():
+    assert verdict.compare([1000] * 3, [5000] * 3, "<")["verdict"] == "supported"  # parameter counts
+    assert verdict.compare([1000] * 3, [1000] * 3, ">")["verdict"] == "contradicted"  # equal is not greater
+    assert verdict.compare([1000] * 3, [1000] * 3, "~", margin=0)["verdict"] == "supported"
+    assert verdict.compare([0.9], [0.5], ">")["verdict"] == "inconclusive"  # one seed: no test
+    assert verdict.compare([0.9, 0.8], [None, float("nan")], ">")["verdict"] == "inconclusive"  # all diverged
+    overall, parts = verdict.judge([("a", ">", "b"), ("a", "~", "c")],
+                                   {"a": [0.9, 0.91, 0.92], "b": [0.5, 0.52, 0.49], "c": [0.2, 0.9, 0.5]})
+    assert [p["verdict"] for p in parts] == ["supported", "inconclusive"] and overall == "inconclusive"
+    overall, _ = verdict.judge([("b", ">", "a")], {"a": [0.9, 0.91, 0.92], "b": [0.5, 0.52, 0.49]})
+    assert overall == "contradicted"
+
+
+# ------------------------------------------------------------------------------------------ study files
+
+def _write(tmp_path, text, name="s.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('claim = "a > b, a ~ b"', 'claim = "a > c"'), "names arm 'c'"),
+    (lambda t: t.replace('claim = "a > b, a ~ b"', 'claim = "a >> b"'), "must compare two arms"),
+    (lambda t: t.replace('claim = "a > b, a ~ b"', 'claim = "a > a"'), "with itself"),
+    (lambda t: t.replace('metric = "test_accuracy"', 'metric = "accuracy"'), "study.metric"),
+    (lambda t: t.replace('source = "a test"', 'sauce = "a test"'), "unknown key study.sauce (did you mean source"),
+    (lambda t: t.replace("seeds = [0, 1]", "seeds = [1, 1]"), "study.seeds"),
+    (lambda t: t.replace("margin = 0.5", "margin = -1"), "study.margin"),
+    (lambda t: t.replace('metric = "test_accuracy"', 'metric = "epochs_to_target"'), "needs study.target"),
+    (lambda t: t.split("[arms.b]")[0], "at least two"),
+    (lambda t: t + "\n[arm.c]\n", "unknown table [arm]"),
+    (lambda t: t.replace("[arms.b]", '[arms."b c"]').replace("a > b, a ~ b", "a > a2"), "arm name 'b c'"),
+    (lambda t: t + "x = = 1\n", "not valid TOML"),
+])
+def test_bad_study_files_are_one_line_errors(tmp_path, edit, message):
+    rc, out, err = main("study", _write(tmp_path, edit(TINY)), "--logdir", tmp_path / "logs")
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_bad_setting_in_one_arm_stops_before_any_training(tmp_path):
+    text = TINY.replace('[arms.b]\n"train.lr" = 0.01', '[arms.b]\n"train.lrr" = 0.01')
+    rc, _, err = main("study", _write(tmp_path, text), "--logdir", tmp_path / "logs")
+    assert rc == 2 and "arm b" in err and "train.lrr" in err and "did you mean lr" in err
+    assert not (tmp_path / "logs").exists()  # arm a was not trained either
+    rc, _, err = main("study", "no_such_study")
+    assert rc == 2 and "unknown study 'no_such_study'" in err
+
+
+def test_every_shipped_study_loads_and_resolves():
+    found = spec.studies()
+    assert len(found) >= 15, sorted(found)
+    for name, (_, path) in found.items():
+        s = spec.load(path)
+        assert s.question.endswith("?") and s.source, name
+        _, runs = study.plan(s, s.seeds)  # every arm × seed resolves to a valid config
+        assert len(runs) == len(s.arms) * len(s.seeds) and len(s.seeds) >= 3, name
+        cfgs = {a: spec.arm_config(s, a, 0) for a in s.arms}
+        assert len({json.dumps(c, sort_keys=True) for c in cfgs.values()}) == len(cfgs), f"{name}: identical arms"
+    rc, out, _ = main("study", "--list")
+    assert rc == 0 and len(out.strip().splitlines()) == len(found)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+def test_identical_arms_report_and_resume(tmp_path):
+    path = _write(tmp_path, TINY, "twins.toml")
+    logs = tmp_path / "logs"
+    rc, out, err = main("study", path, "--logdir", logs)
+    assert rc == 0, err
+    root = logs / "studies" / "twins"
+    s = json.loads((root / "study.json").read_text())
+    a, b = s["values"]["a"], s["values"]["b"]
+    assert a == pytest.approx(b, abs=0.02)  # same settings, same seeds
+    by = {p["comparison"]: p["verdict"] for p in s["comparisons"]}
+    assert by["a > b"] != "supported" and by["a ~ b"] == "supported"  # identical arms: no difference
+    assert (root / "report.md").read_text().startswith("# Study `twins`") and (root / "study.png").stat().st_size
+    assert "## Verdict:" in out and out.count("trained") == 4
+
+    # half-finished: one run lost its results (killed before the end), another never started
+    runs = sorted(root.glob("*/seed-*"))
+    assert len(runs) == 4
+    (runs[0] / "results.json").unlink()
+    shutil.rmtree(runs[1])
+    rc, out, err = main("study", path, "--logdir", logs)
+    assert rc == 0, err
+    assert out.count("done earlier") == 2 and out.count("resumed") == 1 and out.count("trained") == 1  # no rework
+    assert len(sorted(root.glob("*/seed-*"))) == 4
+
+    # --seeds adds seeds; a changed setting makes new runs beside the old ones
+    rc, out, _ = main("study", path, "--logdir", logs, "--seeds", "3", "--set", "train.epochs=1")
+    assert rc == 0 and out.count("done earlier") == 4 and out.count("trained") == 2
