@@ -7,7 +7,9 @@ The notes' question "pooling or strided convolution?" is the paper's own experim
   "stride"   All-CNN-C        conv 96, conv 96, conv 96/2  (the pool becomes a 3×3 stride-2 conv)
   "strided"  Strided-CNN-C    conv 96, conv 96/2           (pool removed, previous conv strided)
   "convpool" ConvPool-CNN-C   conv 96, conv 96, conv 96,   maxpool 3×3/2 (same depth as All-CNN-C)
-then the same top for all: conv 192@3×3 (VALID: 8→6), conv 192@1×1, conv classes@1×1, each with ReLU,
+`pooling="avg"` makes the pool of "pool"/"convpool" a 3×3/2 average pool (not in the paper; max vs average vs
+strided conv in one family, for experiments/studies/pooling.toml).
+Then the same top for all: conv 192@3×3 (VALID: 8→6), conv 192@1×1, conv classes@1×1, each with ReLU,
 global average pooling over 6×6 and softmax. Every other 3×3 conv is SAME; stride-2 convs and pools
 take 32→16→8. Dropout: 20 % on the input, 50 % after each pooling layer or the layer replacing it.
 Reported CIFAR-10 test error (Table 3): All-CNN-C 9.08 % without augmentation, 7.25 % (92.75 %
@@ -28,12 +30,14 @@ from . import blocks
 DOWNSAMPLE = ("stride", "pool", "strided", "convpool")
 
 
-def allcnn(input_shape=(32, 32, 3), num_classes=10, *, downsample="stride", filters=[96, 192], padding="valid",
-           activation="relu", batch_norm=False, input_dropout=0.2, dropout=0.5, weight_decay=0.0,
+def allcnn(input_shape=(32, 32, 3), num_classes=10, *, downsample="stride", pooling="max", filters=[96, 192],
+           padding="valid", activation="relu", batch_norm=False, input_dropout=0.2, dropout=0.5, weight_decay=0.0,
            initializer="he_normal", width=1.0, name="allcnn_c"):
     """Model C family: two 3×3 conv stages with pooling or strided-conv downsampling, 1×1 convs, GAP."""
     if downsample not in DOWNSAMPLE:
         raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE)}, not {downsample!r}")
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"pooling must be max or avg (the pool of downsample=pool/convpool), not {pooling!r}")
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     f = blocks.scaler(width)
     x = inp = blocks.inputs(input_shape)
@@ -51,7 +55,7 @@ def allcnn(input_shape=(32, 32, 3), num_classes=10, *, downsample="stride", filt
             else:
                 if downsample == "convpool":
                     x = blocks.conv(x, c, 3, name=f"conv{s}_3", **kw)
-                x = blocks.pool(x, "max", 3, 2, padding="same", name=f"pool{s}")
+                x = blocks.pool(x, pooling, 3, 2, padding="same", name=f"pool{s}")
         if dropout:
             x = layers.Dropout(dropout, name=f"stage{s}_dropout")(x)
     h, w = x.shape[1:3]

@@ -43,11 +43,17 @@ def lenet(input_shape=(32, 32, 1), num_classes=10, *, padding="valid", activatio
 
 def exercise2_cnn(input_shape=(32, 32, 3), num_classes=10, *, padding="valid", activation="relu", pooling="max",
                   filters=[6, 16], units=[120, 84], kernel_size=5, batch_norm=False, dropout=0.0,
-                  weight_decay=0.0, initializer="glorot_uniform", width=1.0, conv_blocks=0, name="exercise2_cnn"):
+                  weight_decay=0.0, initializer="glorot_uniform", width=1.0, conv_blocks=0, head="fc",
+                  name="exercise2_cnn"):
     """The notes' 代码练习二 CNN: two conv-ReLU-maxpool blocks, then FC 120 → FC 84 → classes.
 
     conv_blocks: how many conv-ReLU-maxpool blocks (0 = one per entry of `filters`); extra blocks double the
-    last block's filters. The depth knob `suite tune` varies for LeNet-like nets."""
+    last block's filters. The depth knob `suite tune` varies for LeNet-like nets.
+    head: "fc" (the notes' net: flatten → FC `units` → Dense classes) or "gap" (Network in Network, Lin et al.
+    2014 §3.2: a 1×1 conv to one map per class after the last conv stage, global average pooling, softmax; no
+    FC layers, so `units` and `dropout` are unused)."""
+    if head not in ("fc", "gap"):
+        raise ValueError(f"exercise2_cnn: head must be 'fc' or 'gap', not {head!r}")
     filters = list(filters)
     if conv_blocks:
         while len(filters) < conv_blocks:
@@ -65,6 +71,11 @@ def exercise2_cnn(input_shape=(32, 32, 3), num_classes=10, *, padding="valid", a
                              f"use padding='same' or a larger input")
         x = blocks.conv(x, f(n), kernel_size, name=f"conv{i}", **kw)
         x = blocks.pool(x, pooling, 2, padding=padding, name=f"pool{i}")
+    if head == "gap":  # as suite/nets/nin.py: class maps → global average pooling → softmax
+        x = blocks.conv(x, num_classes, 1, name="class_conv", activation=None, batch_norm=False,
+                        weight_decay=weight_decay, initializer=initializer)
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+        return _model(inp, layers.Activation("softmax", dtype="float32", name="predictions")(x), name)
     x = layers.Flatten(name="flatten")(x)
     for i, n in enumerate(units, 1):
         x = blocks.dense(x, f(n), activation=activation, dropout=dropout, batch_norm=batch_norm,

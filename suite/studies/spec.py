@@ -105,7 +105,8 @@ def flat(table, where):
             out[k] = v
     for k in out:
         if k.count(".") != 1:
-            raise UserError(f"{where}: setting {k!r} must be section.key, e.g. \"train.epochs\" = 4")
+            hint = " (an arm name holding '.' must be quoted: [arms.\"lr_0.1\"])" if "[arms." in where else ""
+            raise UserError(f"{where}: setting {k!r} must be section.key, e.g. \"train.epochs\" = 4{hint}")
     return out
 
 
