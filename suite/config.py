@@ -170,13 +170,13 @@ def parse_value(text):
         return text
 
 
-def experiment_dirs():
+def experiment_dirs(sub=""):
     """[(origin, folder)] in lookup order: the working directory's experiments/ (the user's own) before the
-    shipped ones, so a user's recipe of the same name wins."""
+    shipped ones, so a user's recipe of the same name wins. sub: a sub-folder of both (e.g. "studies")."""
     own = pathlib.Path("experiments")
     if own.is_dir() and own.resolve() != EXPERIMENTS:
-        return [("yours", own), ("shipped", EXPERIMENTS)]
-    return [("shipped", EXPERIMENTS)]
+        return [("yours", own / sub), ("shipped", EXPERIMENTS / sub)]
+    return [("shipped", EXPERIMENTS / sub)]
 
 
 def find_experiment(name):
@@ -193,10 +193,10 @@ def find_experiment(name):
     return None
 
 
-def experiments():
-    """{name: (origin, path)} of every experiment found by name; the first folder in experiment_dirs() wins."""
+def experiments(sub=""):
+    """{name: (origin, path)} of every experiment (or file in `sub`) by name; the first of experiment_dirs() wins."""
     found = {}
-    for origin, folder in reversed(experiment_dirs()):
+    for origin, folder in reversed(experiment_dirs(sub)):
         for p in folder.glob("*.toml"):
             found[p.stem] = (origin, p)
     return dict(sorted(found.items()))

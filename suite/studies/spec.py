@@ -68,17 +68,9 @@ class Study:
         return METRICS[self.metric][1]
 
 
-def study_dirs():
-    return [(origin, folder / "studies") for origin, folder in config.experiment_dirs()]
-
-
 def studies():
-    """{name: (origin, path)}; yours first."""
-    found = {}
-    for origin, folder in reversed(study_dirs()):
-        for p in folder.glob("*.toml"):
-            found[p.stem] = (origin, p)
-    return dict(sorted(found.items()))
+    """{name: (origin, path)}: experiments/studies/ in the working directory (yours) and shipped, yours winning."""
+    return config.experiments("studies")
 
 
 def find(target):
