@@ -149,3 +149,31 @@ def test_identical_arms_report_and_resume(tmp_path):
     # --seeds adds seeds; a changed setting makes new runs beside the old ones
     rc, out, _ = main("study", path, "--logdir", logs, "--seeds", "3", "--set", "train.epochs=1")
     assert rc == 0 and out.count("done earlier") == 4 and out.count("trained") == 2
+
+
+def test_dilated_arms_get_their_coverage_maps(tmp_path):
+    text = f"""
+[study]
+question = "Gridding?"
+claim = "hdc > gridding"
+base = "dilated_hdc"
+seeds = [0]
+[study.set]
+"data.name" = "digits"
+"data.limit" = 100
+"train.epochs" = 1
+"model.width" = 0.125
+"model.repeats" = 1
+"model.stem" = "small"
+[arms.gridding]
+"model.rates" = [2, 4, 6]
+[arms.hdc]
+"model.rates" = [1, 2, 5]
+"""
+    rc, out, err = main("study", _write(tmp_path, text, "grid.toml"), "--logdir", tmp_path / "logs")
+    assert rc == 0, err
+    root = tmp_path / "logs" / "studies" / "grid"
+    cov = json.loads((root / "study.json").read_text())["coverage"]
+    assert cov["gridding"] < 0.5 and cov["hdc"] == 1.0  # one repeat of [2,4,6] leaves holes; HDC covers all
+    assert (root / "coverage-gridding.png").is_file() and "coverage-hdc.png" in out
+    assert json.loads((root / "study.json").read_text())["verdict"] == "inconclusive"  # one seed: no verdict

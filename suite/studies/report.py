@@ -80,6 +80,10 @@ def markdown(study, s, root):
            + "; ".join(f"**{a}** " + (", ".join(f"`{k} = {json.dumps(v)}`" for k, v in t.items()) or "(the base)")
                        for a, t in study.arms.items()) + ".", "",
            render(head, rows, numeric=set(range(1, len(head))))]
+    if s.get("coverage"):
+        out += ["", "Receptive-field coverage of one output unit of the last dilated conv (`suite viz`; holes = "
+                "gridding): " + "; ".join(f"**{a}** {100 * f:.1f} % (`coverage-{a}.png`)"
+                                           for a, f in s["coverage"].items()) + "."]
     out += ["", f"## Verdict: {s['verdict'].upper()}", ""]
     for p in s["comparisons"]:
         ci = "" if not p.get("ci") else f", {100 * (1 - study.alpha):g} % CI [{p['ci'][0]:+.4g}, {p['ci'][1]:+.4g}]"
@@ -118,6 +122,10 @@ def plot(study, records, path):
                 mean, lo, hi = np.nanmean(m, 0), np.nanmin(m, 0), np.nanmax(m, 0)
             (ln,) = ax.plot(x, mean, marker="o", ms=3, label=f"{arm} (n={len(curves)})")
             ax.fill_between(x, lo, hi, color=ln.get_color(), alpha=0.2)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set(title="validation accuracy (mean, min–max band over seeds)", xlabel="epoch")
     axes[1].set(title="training loss", xlabel="epoch", yscale="log")
     axes[0].legend(fontsize=8)
@@ -127,9 +135,31 @@ def plot(study, records, path):
     plt.close(fig)
 
 
+def coverage(study, records, root):
+    """{arm: covered fraction} for arms whose network has dilated convolutions, with each arm's coverage map
+    (suite viz's picture, on its first run with a checkpoint) in root/coverage-<arm>.png — the gridding effect."""
+    from .. import trained, viz
+
+    found = {}
+    for arm in study.arms:
+        rec = next((r for r in records if r["arm"] == arm and (r["dir"] / "best.keras").is_file()), None)
+        if rec is None:
+            continue
+        t = trained.load(rec["dir"])
+        if viz.dilated_stack(t.net) is None:
+            continue
+        x = next(iter(t.batches(t.data().x_test[:viz.COVERAGE_IMAGES], batch_size=viz.COVERAGE_IMAGES)))[0]
+        cov = viz.coverage_maps(t.net, x.numpy())
+        fig = viz.draw_coverage(cov, len(x))
+        fig.savefig(root / f"coverage-{arm}.png", facecolor="white")
+        found[arm] = cov["fraction"]
+    return found
+
+
 def write(study, records, seeds, full, wall, root, echo=print):
     s = build(study, records, seeds, full, wall)
     root.mkdir(parents=True, exist_ok=True)
+    s["coverage"] = coverage(study, records, root)
     text = markdown(study, s, root)
     (root / "report.md").write_text(text)
     runner.write_json(root / "study.json", s)
