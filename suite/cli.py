@@ -27,6 +27,10 @@ def add_run_args(p):
     p.add_argument("--logdir", help="root of the run directories (default logs)")
 
 
+def add_run_dir(p):
+    p.add_argument("run_dir", help="a run directory, logs/<experiment>/<run-id> (see `suite list --runs`)")
+
+
 def flag_overrides(a):
     extra = {}
     for flag, key in (("data", "data.name"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
@@ -158,8 +162,8 @@ def cmd_study(a):
     _tensorflow()
     from .studies import report, study as study_mod
 
-    study_mod.plan(study, seeds, a.full, a.set, a.logdir)  # every arm's settings checked before any training
-    root, records, wall = study_mod.run(study, seeds, a.full, a.set, a.logdir)
+    root, runs = study_mod.plan(study, seeds, a.full, a.set, a.logdir)  # every arm checked before any training
+    records, wall = study_mod.run(study, runs)
     report.write(study, records, seeds, a.full, wall, root)
     return 0
 
@@ -205,6 +209,8 @@ def _tensorflow():
 
 
 def parser():
+    from . import config  # the registry only: no Keras
+
     p = Parser(prog="python -m suite", description="Classic CNN experiments in Keras: run, list, inspect, tune.")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -268,7 +274,7 @@ def parser():
 
     vz = sub.add_parser("viz", help="look inside a trained run: first-layer filters, feature maps, Grad-CAM and "
                         "(dilated nets) receptive-field coverage, as PNGs and TensorBoard images")
-    vz.add_argument("run_dir", help="a run directory, logs/<experiment>/<run-id> (see `suite list --runs`)")
+    add_run_dir(vz)
     vz.add_argument("image", nargs="?", metavar="IMAGE", help="a PNG or JPEG picture (default: the first test "
                     "image of the run's data set)")
     vz.add_argument("--out", metavar="DIR", help="where the PNG files go (default <run-dir>/viz)")
@@ -276,16 +282,16 @@ def parser():
 
     ev = sub.add_parser("eval", help="evaluate a trained run's best.keras on a test set, with the papers' "
                         "test-time augmentation; writes eval.json in the run directory")
-    ev.add_argument("run_dir", help="a run directory, logs/<experiment>/<run-id> (see `suite list --runs`)")
+    add_run_dir(ev)
     ev.add_argument("--data", help="another data set with the run's classes (default: the run's own test split)")
-    ev.add_argument("--tta", choices=("none", "flip", "10crop"), default="none",
+    ev.add_argument("--tta", choices=config.CHOICES["eval.tta"], default="none",
                     help="none; flip: the image and its mirror; 10crop: AlexNet's four corners + centre and their "
                     "mirrors (softmax averaged)")
     ev.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
     ev.set_defaults(fn=cmd_eval)
 
     pr = sub.add_parser("predict", help="classify your own pictures (PNG/JPEG files or folders) with a trained run")
-    pr.add_argument("run_dir", help="a run directory, logs/<experiment>/<run-id> (see `suite list --runs`)")
+    add_run_dir(pr)
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="picture files, or folders of them")
     pr.add_argument("--top", type=int, default=3, metavar="K", help="how many classes to print (default 3)")
     pr.add_argument("--invert", action="store_true", help="invert the pictures first (dark ink on white paper, for "

@@ -179,18 +179,15 @@ def experiment_dirs(sub=""):
     return [("shipped", EXPERIMENTS / sub)]
 
 
-def find_experiment(name):
-    """Path of experiment `name` (a file path, or a stem in experiments/), or None."""
+def find_experiment(name, sub="", what="experiment"):
+    """Path of experiment `name` (a file path, or a stem in experiments/ or its `sub` folder), or None."""
     p = pathlib.Path(name)
     if p.suffix == ".toml":
         if not p.is_file():
-            raise UserError(f"experiment file {name} does not exist; check the path")
+            raise UserError(f"{what} file {name} does not exist; check the path")
         return p
-    for _, folder in experiment_dirs():
-        q = folder / f"{name}.toml"
-        if q.is_file():
-            return q
-    return None
+    found = experiments(sub).get(name)
+    return found and found[1]
 
 
 def experiments(sub=""):

@@ -12,9 +12,10 @@ import time
 
 import numpy as np
 
+from .config import CHOICES
 from .errors import UserError
 
-TTAS = ("none", "flip", "10crop")
+TTAS = CHOICES["eval.tta"]
 EVAL_FILE = "eval.json"
 
 
@@ -37,16 +38,16 @@ def shift_for(cfg, shape):
 
 
 def probabilities(model, batches, tta, shift):
-    """(softmax averaged over the views [N, K], softmax of the image alone [N, K], labels [N]) of a model that
-    takes the raw pixels the batches hold."""
-    avg, single, labels = [], [], []
+    """(softmax averaged over the views [N, K], softmax of the image alone [N, K], labels [N], views per image)
+    of a model that takes the raw pixels the batches hold."""
+    avg, single, labels, vs = [], [], [], [None]
     for x, y in batches:
         vs = views(np.asarray(x), tta, shift)
         ps = [np.asarray(model.predict_on_batch(v), np.float64) for v in vs]
         single.append(ps[0])
         avg.append(np.mean(ps, axis=0))
         labels.append(np.asarray(y))
-    return np.concatenate(avg), np.concatenate(single), np.concatenate(labels)
+    return np.concatenate(avg), np.concatenate(single), np.concatenate(labels), len(vs)
 
 
 def metrics(probs, labels):
@@ -76,8 +77,8 @@ def with_tta(model, batches, tta, shift, raw_input, shape, mean, std):
     """Test metrics with `tta` (plus "tta", "views", and the image-alone figures as "single_view")."""
     first = next(iter(batches.take(1)))[0]
     m = raw_model(model, shape, first.dtype.as_numpy_dtype, mean, std, raw_input)
-    probs, single, labels = probabilities(m, batches, tta, shift)
-    return {**metrics(probs, labels), "tta": tta, "views": len(views(np.asarray(first[:1]), tta, shift)),
+    probs, single, labels, n_views = probabilities(m, batches, tta, shift)
+    return {**metrics(probs, labels), "tta": tta, "views": n_views,
             "examples": int(len(labels)), "single_view": metrics(single, labels)}
 
 
@@ -96,7 +97,7 @@ def evaluate(run_dir, data=None, tta="none", batch_size=256, echo=print):
     r.update(data=d.name, checkpoint="best.keras", shift=shift if tta == "10crop" else None,
              time_s=round(time.time() - t0, 2))
     path = t.run_dir / EVAL_FILE
-    saved = trained.read_json(path, "the run's evaluations") if path.is_file() else {}
+    saved = runner.read_json(path) or {}  # unreadable: start it afresh (results.json is the run's record)
     saved.setdefault(d.name, {})[tta] = r
     runner.write_json(path, saved)  # results.json stays as training wrote it
     echo(line(t, r))

@@ -7,7 +7,6 @@ gets the same thing: `net`, taking normalised images, with one softmax output.
 """
 
 import dataclasses
-import json
 import pathlib
 
 import numpy as np
@@ -28,19 +27,10 @@ class Trained:
     mean: np.ndarray
     std: np.ndarray
     class_names: list
-    trained_on_device: bool  # the saved model carried the Augment layer (data.augment_on = device)
 
     @property
     def num_classes(self):
         return int(self.net.outputs[0].shape[-1])
-
-    def normaliser(self, dtype):
-        """Raw pixels of `dtype` (uint8 0..255, or float in [0, 1]) → the network's input: the Augment layer at
-        inference, proven equal to the host pipeline's normalisation (tests/test_augment.py)."""
-        from .augment import Augment
-
-        scale = 1 / 255 if np.dtype(dtype) == np.uint8 else 1.0
-        return Augment(self.mean, self.std, scale=scale, name="normalise")
 
     def batches(self, x, y=None, batch_size=256, raw=False):
         """tf.data batches of images `x` (any size and channels: converted and resized as in training) for the
@@ -48,9 +38,8 @@ class Trained:
         from . import pipeline
 
         y = np.zeros(len(x), np.int64) if y is None else y
-        d = {**self.cfg["data"], "crop": 0, "flip": False, "shuffle": False}
-        return pipeline.make(x, y, shape=self.shape, batch_size=batch_size, training=False, data_cfg=d, seed=0,
-                             mean=self.mean, std=self.std, raw=raw)
+        return pipeline.make(x, y, shape=self.shape, batch_size=batch_size, training=False,  # no crop/flip/shuffle
+                             data_cfg=self.cfg["data"], seed=0, mean=self.mean, std=self.std, raw=raw)
 
     def data(self, name=None):
         """The data set `name` (default: the run's own) after checking it fits the network's classes."""
@@ -64,10 +53,13 @@ class Trained:
 
 
 def read_json(path, what):
-    try:
-        return json.loads(pathlib.Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {what} {path} ({type(e).__name__}); is it a run directory?") from None
+    """runner.read_json, but a missing or unreadable file is the user's one-line error."""
+    from .runner import read_json as read
+
+    found = read(path)
+    if found is None:
+        raise UserError(f"cannot read {what} {path} (missing or damaged); is it a run directory?")
+    return found
 
 
 def load(run_dir, checkpoint="best"):
@@ -123,4 +115,4 @@ def load(run_dir, checkpoint="best"):
             names = []
         if len(names) != n:
             names = [str(i) for i in range(n)]
-    return Trained(d, cfg, results, net, shape, mean, std, list(names), on_device)
+    return Trained(d, cfg, results, net, shape, mean, std, list(names))

@@ -284,6 +284,11 @@ def gradcam(net, x):
                 pre_softmax=pre)
 
 
+def test_images(t, n=COVERAGE_IMAGES):
+    """The first `n` test images of run `t`'s data set, normalised as the network takes them."""
+    return _first(t.batches(t.data().x_test[:n], batch_size=n))
+
+
 def _first(ds):
     return next(iter(ds))[0].numpy()
 
@@ -457,7 +462,6 @@ def viz(run_dir, image=None, out=None, echo=print):
     if len(t.shape) != 3 or not _conv_layers(net):
         raise UserError(f"{t.run_dir} holds {net.name}, which has no 2-D convolutions to look inside; "
                         "viz draws convolutional networks")
-    data = None
     if image is not None:
         from .predict import image_files, read_image
 
@@ -500,8 +504,7 @@ def viz(run_dir, image=None, out=None, echo=print):
         if dilated_stack(net) is not None:
             xs = None
             try:
-                data = data or t.data()
-                xs = _first(t.batches(data.x_test[:COVERAGE_IMAGES], batch_size=COVERAGE_IMAGES))
+                xs = test_images(t)
             except UserError as e:
                 if image is None:
                     raise

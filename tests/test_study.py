@@ -152,7 +152,7 @@ def test_identical_arms_report_and_resume(tmp_path):
 
 
 def test_dilated_arms_get_their_coverage_maps(tmp_path):
-    text = f"""
+    text = """
 [study]
 question = "Gridding?"
 claim = "hdc > gridding"

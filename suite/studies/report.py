@@ -58,19 +58,15 @@ def build(study, records, seeds, full, wall):
             "runs": [str(r["dir"]) for r in records]}
 
 
-def markdown(study, s, root):
+def markdown(study, s, root, cfg):
+    """report.md; cfg: the first run's resolved config (for the settings every arm shares)."""
     what, up = spec.METRICS[study.metric]
     kind = next((k for m, _, k in COLUMNS if m == study.metric), "num")
     shown = [c for c in COLUMNS if c[0] != study.metric and any(s["arms"][a][c[0]] for a in s["arms"])]
     head = ["arm", f"{study.metric} (mean ± std)"] + [h for _, h, _ in shown] + ["diverged"]
     rows = [[a, fmt(s["arms"][a][study.metric], kind)] + [fmt(s["arms"][a][k], kd) for k, _, kd in shown]
             + [f"{s['diverged'][a]}/{len(s['seeds'])}"] for a in s["arms"]]
-    cfg = None
-    try:
-        cfg = spec.arm_config(study, next(iter(study.arms)), s["seeds"][0], s["full"])
-    except Exception:  # only for the description line
-        pass
-    setting = "" if cfg is None else (f" on {cfg['data']['name']}, {cfg['train']['epochs']} epochs, batch "
+    setting = (f" on {cfg['data']['name']}, {cfg['train']['epochs']} epochs, batch "
                                       f"{cfg['train']['batch_size']}")
     out = [f"# Study `{study.name}`" + (" (--full)" if s["full"] else ""), "",
            f"**Question.** {study.question}", "",
@@ -148,8 +144,8 @@ def coverage(study, records, root):
         t = trained.load(rec["dir"])
         if viz.dilated_stack(t.net) is None:
             continue
-        x = next(iter(t.batches(t.data().x_test[:viz.COVERAGE_IMAGES], batch_size=viz.COVERAGE_IMAGES)))[0]
-        cov = viz.coverage_maps(t.net, x.numpy())
+        x = viz.test_images(t)
+        cov = viz.coverage_maps(t.net, x)
         fig = viz.draw_coverage(cov, len(x))
         fig.savefig(root / f"coverage-{arm}.png", facecolor="white")
         found[arm] = cov["fraction"]
@@ -160,7 +156,7 @@ def write(study, records, seeds, full, wall, root, echo=print):
     s = build(study, records, seeds, full, wall)
     root.mkdir(parents=True, exist_ok=True)
     s["coverage"] = coverage(study, records, root)
-    text = markdown(study, s, root)
+    text = markdown(study, s, root, records[0]["config"])
     (root / "report.md").write_text(text)
     runner.write_json(root / "study.json", s)
     plot(study, records, root / "study.png")

@@ -74,16 +74,11 @@ def studies():
 
 
 def find(target):
-    p = pathlib.Path(target)
-    if p.suffix == ".toml":
-        if not p.is_file():
-            raise UserError(f"study file {target} does not exist; check the path")
-        return p
-    found = studies()
-    if target not in found:
-        raise UserError(f"unknown study {target!r}{did_you_mean(target, found)}; `python -m suite study --list` "
+    path = config.find_experiment(target, "studies", what="study")
+    if path is None:
+        raise UserError(f"unknown study {target!r}{did_you_mean(target, studies())}; `python -m suite study --list` "
                         "lists them")
-    return found[target][1]
+    return path
 
 
 def flat(table, where):

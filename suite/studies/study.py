@@ -62,11 +62,11 @@ def figures(results, hist, target=0.0):
     return f
 
 
-def run(study, seeds, full=False, overrides=(), logdir="logs", echo=print):
-    """Train what is missing and return (root, [run records]) with each run's figures and history."""
+def run(study, runs, echo=print):
+    """Train what is missing of plan()'s runs; returns ([run records] with each run's config, figures and history,
+    wall time)."""
     import keras
 
-    root, runs = plan(study, seeds, full, overrides, logdir)
     records = []
     t0 = time.time()
     for i, (arm, seed, cfg, d) in enumerate(runs, 1):
@@ -79,10 +79,10 @@ def run(study, seeds, full=False, overrides=(), logdir="logs", echo=print):
             res = runner.run(cfg, run_dir=d, echo=lambda *a: None)
             what = "resumed" if status == "incomplete" else "trained"
         f = figures(res, res.get("history") or {}, study.target)
-        records.append({"arm": arm, "seed": seed, "dir": d, "results": res, "figures": f,
+        records.append({"arm": arm, "seed": seed, "dir": d, "config": cfg, "results": res, "figures": f,
                         "history": res.get("history") or {}})
         val = f.get(study.metric)
         shown = "diverged" if f["diverged"] else ("–" if val is None else f"{val:.4g}")
         echo(f"[{i}/{len(runs)}] {arm} seed {seed}: {study.metric} {shown} · {what} "
              f"({res.get('wall_time_s', 0):.1f} s) · {d}")
-    return root, records, time.time() - t0
+    return records, time.time() - t0
