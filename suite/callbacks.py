@@ -1,14 +1,18 @@
-"""Keras callbacks the runner adds. Keras' own (TensorBoard, BackupAndRestore, ReduceLROnPlateau,
-TerminateOnNaN) do the work; the small ones here add what Keras lacks, chiefly safety against `kill -9`:
+"""Keras callbacks the runner adds. Keras' own (TensorBoard, ReduceLROnPlateau, TerminateOnNaN) do most of the
+work; the ones here add what Keras lacks, chiefly runs that can be interrupted at any moment and resumed exactly:
 
-- `Backup` is Keras' BackupAndRestore with an atomic commit. Keras writes `latest.weights.h5` in place and
-  then `training_metadata.json`, so a kill during the write leaves a corrupt file (the resume crashes) and a
-  kill between the two leaves weights one epoch ahead of the epoch counter. Here each epoch is written into
-  a temporary folder that is renamed to `backup/epoch-NNNNN` (rename is atomic), then older ones go. The
-  commit also holds what Keras does not keep: the full history, optimizer iteration count, the plateau
-  callback's and the best checkpoint's state, so a resumed run goes on exactly where it stopped.
-- `TensorBoard` flushes its event files at every epoch end, before the backup commits, and `trim_events`
-  drops, on resume, the points of any epoch that was logged but not committed: steps stay continuous.
+- `Backup` commits the training state atomically at every epoch end and mid-epoch (log.backup_every, and when a
+  signal arrives). Keras' BackupAndRestore commits between epochs only, writes `latest.weights.h5` in place and
+  then `training_metadata.json` (a kill during the write leaves a corrupt file, one between the two weights an
+  epoch ahead of the counter), and leaves out the random-number generators' states, the running metric sums, the
+  history and the callbacks' counters that an exact resume needs. Here each commit is written into a temporary
+  folder, checksummed, and renamed to `backup/epoch-E[-step-S]` (rename is atomic); the newest two are kept, and
+  `restore_point` falls back from a damaged one.
+- `Preemption`: SIGTERM / Ctrl-C commit at the next step boundary and stop with exit 143 / 130.
+- `Segments`: the callback list of a run resumed mid-epoch, which trains the rest of that epoch and the following
+  epochs in two fit calls, seen by the callbacks as one training.
+- `TensorBoard` flushes its event files at every epoch end, before the backup commits, and `trim_events` drops,
+  on resume, the points of any epoch that was logged but not committed: steps stay continuous.
 - `BestCheckpoint` writes best.keras atomically (Keras' ModelCheckpoint writes in place).
 """
 
@@ -152,14 +156,15 @@ class GradientNorms(keras.callbacks.Callback):
 
 
 class EpochStats(keras.callbacks.Callback):
-    """Epoch wall time and training throughput (images/s), logged like a metric."""
+    """Epoch wall time and training throughput (images/s), logged like a metric. An epoch resumed mid-way counts
+    the time its committed part took before the interruption (Position.seconds), not the part lost to it."""
 
-    def __init__(self, examples_per_epoch):
+    def __init__(self, examples_per_epoch, position=None):
         super().__init__()
-        self.examples = examples_per_epoch
+        self.examples, self.position = examples_per_epoch, position or Position()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter() - self.position.seconds
 
     def on_epoch_end(self, epoch, logs=None):
         dt = time.perf_counter() - self.t0
@@ -170,25 +175,32 @@ class EpochStats(keras.callbacks.Callback):
 
 def _clamp(callback, batch):
     """Keras (3.15) reports the last call of an epoch as ending at begin + steps_per_execution − 1 even when the
-    epoch ends sooner (batch 16 of 11); the real last batch is the epoch's."""
+    epoch ends sooner (batch 16 of 11); the real last batch is the epoch's (less the batches a resumed epoch
+    had trained before this fit call: Position.offset)."""
     steps = (callback.params or {}).get("steps")
-    return min(batch, steps - 1) if steps else batch
+    offset = getattr(getattr(callback, "position", None), "offset", 0)
+    return min(batch, steps - 1 - offset) if steps else batch
 
 
 class Progbar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar with the batch clamped to the epoch (see _clamp): no "16/11 … -3s" at an epoch's end."""
+    """Keras' progress bar with the batch clamped to the epoch (see _clamp): no "16/11 … -3s" at an epoch's end;
+    an epoch resumed mid-way goes on from the batch it stopped at (Position)."""
+
+    def __init__(self, position=None):
+        super().__init__()
+        self.position = position or Position()
 
     def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(_clamp(self, batch), logs)
+        super().on_train_batch_end(self.position.offset + _clamp(self, batch), logs)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
     """TerminateOnNaN that also remembers where the loss stopped being finite (1-based epoch and batch)."""
 
-    def __init__(self):
+    def __init__(self, position=None):
         super().__init__()
         self.where = None  # {"epoch": e, "batch": b, "loss": value}
-        self.epoch = 0
+        self.epoch, self.position = 0, position or Position()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -196,7 +208,8 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if self.where is None and loss is not None and not math.isfinite(float(loss)):
-            self.where = {"epoch": self.epoch + 1, "batch": _clamp(self, batch) + 1, "loss": str(float(loss))}
+            self.where = {"epoch": self.epoch + 1, "batch": self.position.offset + _clamp(self, batch) + 1,
+                          "loss": str(float(loss))}
             self.model.stop_training = True
 
 
@@ -233,53 +246,141 @@ class TensorBoard(keras.callbacks.TensorBoard):
             w.flush()
 
 
-def _epoch_dirs(backup_dir):
-    """Committed epochs in `backup_dir`, newest first: [(epoch, path)]."""
+COMMIT_FORMAT = 2
+ARRAYS = "arrays.npz"  # random-number generator states, and mid-epoch the running metric sums
+
+
+class Position:
+    """Where the training is: `offset` = batches of the current epoch trained before this fit call began (a run
+    resumed mid-epoch trains the rest of that epoch in a fit call of its own, whose batches Keras numbers from 0).
+    Shared by the callbacks that number batches (Backup, Progbar, StopOnNaN)."""
+
+    def __init__(self):
+        self.offset = 0
+        self.seconds = 0.0  # training time of those batches (EpochStats adds it to the epoch's time)
+
+
+def _commit_name(epoch, step):
+    return f"epoch-{epoch:05d}" + (f"-step-{step:07d}" if step else "")
+
+
+def _commits(backup_dir):
+    """Commits in `backup_dir`, newest first: [((epoch, step), path)]. `epoch-E` holds E finished epochs,
+    `epoch-E-step-S` E finished epochs and S batches of the next."""
     out = []
     for p in pathlib.Path(backup_dir).glob("epoch-*"):
+        bits = p.name.split("-")
         try:
-            out.append((int(p.name.split("-", 1)[1]), p))
-        except ValueError:
+            pos = (int(bits[1]), int(bits[3]) if len(bits) == 4 and bits[2] == "step" else 0)
+        except (ValueError, IndexError):
             continue
+        if len(bits) in (2, 4):
+            out.append((pos, p))
     return sorted(out, reverse=True)
 
 
-def committed(backup_dir):
-    """The newest committed backup state (a dict with epoch, iterations, history, ...), or None."""
-    for _, p in _epoch_dirs(backup_dir):
-        try:
-            state = json.loads((p / STATE).read_text())
-        except (OSError, ValueError):
-            continue
-        if (p / WEIGHTS).is_file():
-            return {**state, "path": str(p)}
+def _sha256(path):
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest(state):
+    import hashlib
+
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def read_commit(path, verify_files=True):
+    """(state, None) for a sound commit folder, (None, why) for a damaged one: state.json torn or edited (its
+    digest), a file missing, truncated or changed (its sha256; verify_files=False checks presence only)."""
+    path = pathlib.Path(path)
+    try:
+        state = json.loads((path / STATE).read_text())
+    except OSError:
+        return None, f"{STATE} is missing"
+    except ValueError:
+        return None, f"{STATE} is not valid JSON (torn or edited)"
+    if not isinstance(state, dict):
+        return None, f"{STATE} is not a backup state"
+    if "format" not in state and "digest" not in state:  # written before commits carried checksums
+        ok = isinstance(state.get("epoch"), int) and (path / WEIGHTS).is_file()
+        return ({**state, "step": 0, "path": str(path)}, None) if ok else (None, "an old backup without weights")
+    digest = state.pop("digest", None)
+    if digest != _digest(state):
+        return None, f"{STATE} does not match its checksum (edited or torn)"
+    for name, sha in state.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            return None, f"{name} is missing"
+        if verify_files and _sha256(f) != sha:
+            return None, f"{name} does not match its checksum (truncated or changed)"
+    return {**state, "path": str(path)}, None
+
+
+def committed(backup_dir, verify_files=False):
+    """The newest sound commit's state (a dict with epoch, step, iterations, history, ...), or None."""
+    for _, p in _commits(backup_dir):
+        state, _ = read_commit(p, verify_files)
+        if state is not None:
+            return state
     return None
 
 
-class Backup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore with an atomic per-epoch commit (see the module docstring).
+def restore_point(backup_dir, echo=print):
+    """The state a run resumes from: the newest sound commit. Damaged newer ones are set aside as
+    `damaged-<name>` (kept for inspection, deleted with the backup) with one warning line each. None when
+    nothing was ever committed; a UserError, with the directory untouched, when commits exist but none is sound."""
+    from .errors import UserError
 
-    stateful: {name: (object, [attribute, ...])} saved with each commit and restored on resume, e.g. the
-    ReduceLROnPlateau callback's wait/best. stop: a StopOnNaN; an epoch in which the loss diverged is not
-    committed. The backup is not deleted at train end: the runner deletes it after results.json is
-    written, so a kill in between still finds the finished epochs."""
+    bad = []
+    for _, p in _commits(backup_dir):
+        state, why = read_commit(p)
+        if state is None:
+            bad.append((p, why))
+            continue
+        for q, why in bad:
+            echo(f"warning: backup {q.name} is damaged ({why}); resuming from {p.name} instead")
+            os.rename(q, q.with_name(f"damaged-{q.name}"))
+        return state
+    if bad:
+        q, why = bad[0]
+        raise UserError(f"cannot resume {pathlib.Path(backup_dir).parent}: every backup is damaged ({q.name}: {why}); "
+                        "the directory is left as it is for inspection; start over with --fresh")
+    return None
 
-    def __init__(self, backup_dir, stateful=None, stop=None):
-        super().__init__(str(backup_dir), delete_checkpoint=False)
+
+class Backup(keras.callbacks.Callback):
+    """Commits the training state atomically (see the module docstring) at every epoch end and, mid-epoch, every
+    `every` (config.parse_every's) steps or seconds and when `preempt` (a Preemption) has caught a signal. A commit holds
+    the weights and optimizer slots, the optimizer's iteration count and learning rate, the data position (epoch,
+    batch: the stream is a function of them, suite/pipeline.py), mid-epoch the running metric sums (so the epoch's
+    logged means come out as without the interruption), the full history, and the `stateful` callbacks' attributes
+    ({name: (object, [attribute, ...])}, e.g. ReduceLROnPlateau's wait/best). The newest two commits are kept, so a
+    damaged newest one falls back to the one before (restore_point). stop: a StopOnNaN; an epoch in which the loss
+    diverged is not committed. Keras' BackupAndRestore commits only between epochs and writes in place."""
+
+    def __init__(self, backup_dir, *, steps, restore=None, stateful=None, stop=None, every=None, preempt=None,
+                 position=None):
+        super().__init__()
         self.dir = pathlib.Path(backup_dir)
-        self.stateful = stateful or {}
-        self.stop = stop
-        self.history = {}  # every epoch's logs, restored ones included
-        self.restored = None  # the state resumed from, or None
+        self.steps, self.restore, self.stateful, self.stop = steps, restore, stateful or {}, stop
+        self.every, self.preempt, self.position = every, preempt, position or Position()
+        self.history = {}  # every epoch's logs, restored ones included (updated in place: others hold it)
+        self.metrics = None  # running metric sums of a mid-epoch commit, put back at its epoch's start
+        self.epoch, self.last = 0, (0, time.monotonic())  # last commit: (batch within the epoch, clock)
+        self.epoch_start = time.monotonic()
+        self.at = None  # (epoch, batch) of the newest commit this process wrote
 
     def on_train_begin(self, logs=None):
-        self._load_model()
-
-    def _load_model(self):
         if self.dir.is_dir():
             for p in self.dir.glob(".tmp-*"):  # a commit that a kill interrupted
                 shutil.rmtree(p, ignore_errors=True)
-        state = committed(self.dir)
+        state = self.restore
         if state is None:
             return
         opt = self.model.optimizer
@@ -294,12 +395,36 @@ class Backup(keras.callbacks.BackupAndRestore):
             for a in attrs:
                 if a in state.get("callbacks", {}).get(name, {}):
                     setattr(obj, a, state["callbacks"][name][a])
-        self.history = {k: list(v) for k, v in state.get("history", {}).items()}
-        self.model._initial_epoch = state["epoch"]
-        self.restored = state
+        self.history.clear()
+        self.history.update({k: list(v) for k, v in state.get("history", {}).items()})
+        if ARRAYS in state.get("files", {}):
+            import numpy as np
+
+            with np.load(pathlib.Path(state["path"]) / ARRAYS) as f:
+                for i, v in enumerate(_rng_states(self.model)):
+                    v.assign(f[f"rng{i}"])
+                if state.get("step"):
+                    self.metrics = [f[k] for k in sorted((k for k in f.files if k.startswith("metric")),
+                                                         key=lambda k: int(k[6:]))]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.last = epoch, (self.position.offset, time.monotonic())
+        self.epoch_start = time.monotonic() - self.position.seconds
+        if self.metrics is not None:  # after Keras reset them: the sums of the batches trained before the kill
+            for v, value in zip(self.model.metrics_variables, self.metrics):
+                v.assign(value)
+            self.metrics = None
 
     def on_train_batch_end(self, batch, logs=None):
-        pass
+        done = self.position.offset + _clamp(self, batch) + 1  # batches of this epoch trained
+        if done >= self.steps or (self.stop is not None and self.stop.where):
+            return  # the epoch-end commit follows (or the loss diverged)
+        due = self.preempt is not None and self.preempt.signal is not None
+        if self.every is not None and not due:
+            kind, n = self.every
+            due = done - self.last[0] >= n if kind == "steps" else time.monotonic() - self.last[1] >= n
+        if due:
+            self.commit(self.epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):
         for k, v in (logs or {}).items():
@@ -309,43 +434,194 @@ class Backup(keras.callbacks.BackupAndRestore):
                 pass
         if self.stop is not None and self.stop.where:
             return  # a diverged epoch is not a completed one
-        self.commit(epoch + 1)
+        self.commit(epoch + 1, 0)
 
-    def commit(self, epoch):
+    def commit(self, epoch, step):
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".tmp-{epoch}-{os.getpid()}"
+        tmp = self.dir / f".tmp-{epoch}-{step}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        self.model.save_weights(tmp / WEIGHTS)
-        opt = self.model.optimizer
+        model = self.model  # (on JAX this property syncs the training state into the variables first)
+        model.save_weights(tmp / WEIGHTS)
+        import numpy as np
+
+        arrays = {f"rng{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(_rng_states(model))}
+        if step:
+            arrays.update({f"metric{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.metrics_variables)})
+        np.savez(tmp / ARRAYS, **arrays)
+        files = [WEIGHTS, ARRAYS]
+        opt = model.optimizer
         lr = None
         if opt is not None and not _scheduled(opt):
             lr = float(keras.ops.convert_to_numpy(opt.learning_rate))
         state = {
+            "format": COMMIT_FORMAT,
             "epoch": epoch,
+            "step": step,
             "iterations": int(keras.ops.convert_to_numpy(opt.iterations)) if opt is not None else 0,
             "learning_rate": lr,
+            "seconds": time.monotonic() - self.epoch_start if step else 0.0,  # this epoch's training so far
             "history": self.history,
             "callbacks": {name: {a: _plain(getattr(obj, a)) for a in attrs if hasattr(obj, a)}
                           for name, (obj, attrs) in self.stateful.items()},
             "time": time.time(),
         }
+        for name in files:
+            fsync_path(tmp / name)
+        state["files"] = {name: _sha256(tmp / name) for name in files}
+        state["digest"] = _digest(state)
         with open(tmp / STATE, "w") as f:
             json.dump(state, f)
             f.flush()
             os.fsync(f.fileno())
-        fsync_path(tmp / WEIGHTS)
-        final = self.dir / f"epoch-{epoch:05d}"
+        _fault("commit")  # tests: a kill with the commit written but not yet renamed
+        final = self.dir / _commit_name(epoch, step)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)  # the commit point
         fsync_path(self.dir)
-        for e, p in _epoch_dirs(self.dir):
-            if e != epoch:
-                shutil.rmtree(p, ignore_errors=True)
+        for _, p in _commits(self.dir)[2:]:  # keep this one and the one before
+            shutil.rmtree(p, ignore_errors=True)
+        self.last, self.at = (step, time.monotonic()), (epoch, step)
+
+
+def _rng_states(model):
+    """The state variables of the model's random-number generators (keras.random.SeedGenerator: Dropout, the
+    Augment layer), in a fixed order. model.save_weights leaves them out, so a resumed run would draw other
+    dropout masks and crops than an uninterrupted one."""
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
+def _fault(point):
+    """Fault injection for the tests: SUITE_FAULT="<point>:<n>[:<action>]" acts the n-th time this process passes
+    `point` (commit: a commit written but not yet renamed into place; step: after a training call's callbacks;
+    results: just before results.json is written). action: kill (SIGKILL, the default), term / int (SIGTERM /
+    SIGINT, as a preempting scheduler or Ctrl-C sends), term2 (two SIGTERMs), raise (a crash: RuntimeError)."""
+    spec = os.environ.get("SUITE_FAULT", "")
+    bits = spec.split(":")
+    if bits[0] != point or len(bits) < 2:
+        return
+    _FAULTS[spec] = _FAULTS.get(spec, 0) + 1
+    if _FAULTS[spec] != int(bits[1]):
+        return
+    import signal
+
+    action = bits[2] if len(bits) > 2 else "kill"
+    if action == "raise":
+        raise RuntimeError(f"injected fault at {point} {bits[1]}")
+    sig = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "term2": signal.SIGTERM, "int": signal.SIGINT}[action]
+    os.kill(os.getpid(), sig)
+    if action == "term2":
+        time.sleep(0.05)  # let the first one be handled
+        os.kill(os.getpid(), sig)
+
+
+_FAULTS = {}  # passes per SUITE_FAULT spec in this process
+
+
+class FaultSteps(keras.callbacks.Callback):
+    """SUITE_FAULT="step:<n>" (tests): a kill after the n-th training call's callbacks. Last in the list."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        _fault("step")
+
+
+class Preemption(keras.callbacks.Callback):
+    """SIGTERM (a preemptible machine's notice) and SIGINT (Ctrl-C) during training: the training stops at the next
+    step boundary after Backup has committed there (or at the epoch end, if the epoch's last step has run), and
+    the run ends with errors.Stopped (exit 143 / 130). A second signal, or one outside training (loading data,
+    the final test), stops the process at once: every commit is atomic, so nothing is torn. Install with `with`
+    around the training (main thread only: elsewhere Python cannot catch signals and this does nothing). Last in
+    the callback list."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self, resume_hint, backup=None):
+        super().__init__()
+        self.backup, self.hint = backup, resume_hint
+        self.signal, self.training, self.old = None, False, {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self.old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+        self.old = {}
+
+    def _handle(self, signum, frame):
+        import signal
+        import sys
+
+        name = signal.Signals(signum).name
+        if self.signal is not None or not self.training:
+            print(f"{name}: stopping now; the run keeps its last commit; {self.hint}", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.signal = signum
+        print(f"\n{name}: saving at the next step boundary (a second {name} stops at once)", file=sys.stderr,
+              flush=True)
+
+    def _stop(self, where):
+        import signal
+
+        from .errors import Stopped
+
+        name = signal.Signals(self.signal).name
+        raise Stopped(f"stopped by {name} {where} (saved); {self.hint}", 128 + self.signal)
+
+    def on_train_batch_end(self, batch, logs=None):
+        b = self.backup
+        if self.signal is not None and b.at is not None and b.at[0] == b.epoch and b.at[1] > 0:
+            self._stop(f"in epoch {b.epoch + 1}, after batch {b.at[1]} of {b.steps}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.signal is not None:
+            self._stop(f"after epoch {epoch + 1}")
+
+
+class Segments(keras.callbacks.CallbackList):
+    """One callback list for the fit calls of one run: a run resumed mid-epoch trains the rest of that epoch with
+    one model.fit and the following epochs with another; its callbacks see one training (one on_train_begin, one
+    on_train_end: `end()` after the last call) and the whole epoch's batch numbers (Position)."""
+
+    def __init__(self, callbacks, *, model, epochs, steps, verbose):
+        super().__init__(callbacks, add_history=True, add_progbar=False, model=model, verbose=verbose,
+                         epochs=epochs, steps=steps)
+        self.begun, self.ended = False, False
+
+    def on_train_begin(self, logs=None):
+        if not self.begun:
+            self.begun = True
+            super().on_train_begin(logs)
 
     def on_train_end(self, logs=None):
-        pass
+        self.last_logs = logs
+
+    def end(self):
+        if self.begun and not self.ended:
+            self.ended = True
+            super().on_train_end(getattr(self, "last_logs", None))
+
+
+class SetEpoch(keras.callbacks.Callback):
+    """Sets the training pipeline's epoch variable at every epoch start, before Keras iterates the dataset
+    afresh: epoch e's batches are then the stream's epoch e (suite/pipeline.py)."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 def _scheduled(opt):
@@ -438,8 +714,9 @@ class RunSummaries(keras.callbacks.Callback):
     which the HParams dashboard shows as columns beside those of train/ and validation/."""
 
     def __init__(self, run_dir, cfg, *, train_ds=None, test=None, mean=None, std=None, class_names=None,
-                 stop=None, hparams=True):
+                 stop=None, hparams=True, history=None):
         super().__init__()
+        self.history = history  # Backup.history: every epoch's logs, those before a resume included
         self.run_dir, self.cfg, self.train_ds = str(run_dir), cfg, train_ds
         self.test = test  # (dataset, integer labels in the dataset's order)
         self.mean, self.std, self.class_names = mean, std, class_names
@@ -487,10 +764,12 @@ class RunSummaries(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.mark_steps = False
         self.epoch = epoch + 1
-        v = next((float(x) for k, x in (logs or {}).items() if k.startswith("val_") and k.endswith("accuracy")
-                  and "top" not in k), None)
-        if v is not None and math.isfinite(v):
-            self.best_val = v if self.best_val is None else max(self.best_val, v)
+        logs = {k: [v] for k, v in (logs or {}).items()} if self.history is None else self.history
+        vals = next((v for k, v in logs.items() if k.startswith("val_") and k.endswith("accuracy")
+                     and "top" not in k), [])
+        for v in vals:
+            if v is not None and math.isfinite(float(v)):
+                self.best_val = float(v) if self.best_val is None else max(self.best_val, float(v))
 
     def on_train_end(self, logs=None):
         from . import tblog

@@ -346,6 +346,9 @@ def main(argv=None):
             traceback.print_exc()
         print("error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return errors.EXIT_USAGE
+    except errors.Stopped as e:
+        print(str(e), file=sys.stderr)
+        return e.code
     except OSError as e:
         import errno
 

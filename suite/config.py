@@ -85,6 +85,10 @@ DEFAULTS = {
         # per-epoch L2 norm of the loss gradient w.r.t. each Conv/Dense kernel on one fixed training batch:
         # TensorBoard run "gradients" (grad_norm/<layer>) and grad_norm_first/last/ratio in the history
         "grad_norms": False,
+        # mid-epoch commits of the training state besides every epoch end (suite/callbacks.py Backup): a time
+        # ("2min", "90s", "1h"), a number of steps ("500 steps") or "epoch" (epoch ends only). A kill loses at most
+        # this much training; a signal (SIGTERM, Ctrl-C) commits at the next step whatever it is.
+        "backup_every": "2min",
     },
     # `python -m suite tune` (suite/tune/). Search space: a list of values per knob; for lr, momentum, dropout
     # and weight_decay two numbers are a range (lr, weight_decay: log-uniform) and three or more a set of values;
@@ -358,7 +362,37 @@ def validate(cfg):
                         "to decay over; use fewer warm-up epochs")
     if cfg["train"]["schedule"] == "step" and not cfg["train"]["milestones"]:
         raise UserError("train.schedule = 'step' needs train.milestones, e.g. --set train.milestones=[30,60]")
+    if "backup_every" in cfg["log"]:
+        try:
+            parse_every(cfg["log"]["backup_every"])
+        except ValueError:
+            raise UserError(f"log.backup_every = {cfg['log']['backup_every']!r} is not a time, a step count or "
+                            "'epoch'; e.g. \"2min\", \"90s\", \"500 steps\" or \"epoch\"") from None
     return cfg
+
+
+def parse_every(value):
+    """log.backup_every → ("steps", n) | ("seconds", s) | None (epoch ends only). Accepts "epoch", a number of
+    steps ("500 steps", or an integer), or a time ("90s", "5min", "1h"). ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(value)
+        return ("steps", value) if value else None
+    text = str(value).strip().lower().replace(" ", "")
+    if text in ("epoch", "0", "off"):
+        return None
+    for unit, scale in (("steps", None), ("step", None), ("min", 60), ("s", 1), ("h", 3600)):
+        if text.endswith(unit):
+            try:
+                n = float(text[:-len(unit)])
+            except ValueError:
+                break
+            if not (n > 0 and math.isfinite(n)) or (scale is None and n != int(n)):
+                break
+            return ("steps", int(n)) if scale is None else ("seconds", n * scale)
+    raise ValueError(value)
 
 
 def flatten(cfg):

@@ -4,10 +4,20 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # a bug or an unexpected failure: shown with a traceback
 EXIT_USAGE = 2  # bad input: one line on stderr, nothing written
 EXIT_DIVERGED = 3  # the loss became NaN/inf; results.json says "diverged"
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # stopped by Ctrl-C / SIGTERM after saving its state (128 + signal number)
 
 
 class UserError(Exception):
     """A mistake in the user's input. The message is one line naming the problem and the fix."""
+
+
+class Stopped(Exception):
+    """Training stopped on a signal after committing its state (suite.callbacks.Preemption). The message is one
+    line saying how to resume; `code` is the exit status (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
 
 
 def closest(name, choices, n=3):

@@ -3,8 +3,13 @@
 Augmentation runs on whole batches by default (`data.batched_augment`): on the lent H100 per-image maps fed
 ResNet-20 only ~43k img/s of the ~108k it can eat, and batch-then-map about doubled that. The same function
 serves both modes (a single image is a batch of one), so the two can be measured against each other
-(`python -m suite bench NET --set data.batched_augment=false`). Random numbers are stateless and drawn from
-`Dataset.random(seed)`, so a seed fixes every epoch's crops and flips while each epoch still gets new ones.
+(`python -m suite bench NET --set data.batched_augment=false`).
+
+The training stream is a pure function of (seed, epoch, batch): epoch e's shuffle order and the crops and flips of
+its batch b come from stateless seeds derived from those numbers alone (`epoch_keys`), never from a random state
+that lives in a process. A run resumed in a new process at (epoch, batch) therefore gets exactly the batches an
+uninterrupted one would have had (suite/callbacks.py commits that position). tf.data's own iterator checkpoints
+would also do it, but they save the whole shuffle buffer (50,000 images for CIFAR) with every commit.
 
 With `raw=True` (data.augment_on = "device") the pipeline stops after batching: it ships the pixels as stored
 (uint8 where it can, see `raw_format`) and the model's first layer (suite/augment.py) does crop, flip and
@@ -98,11 +103,20 @@ def raw_format(x, shape):
     return ("uint8", 1 / 255) if exact else ("float32", 1.0)
 
 
+def epoch_keys(seed, epoch):
+    """Two int64 keys for one epoch of the training stream, from Philox(key = seed, counter = epoch): the shuffle
+    seed and the key of the augmentation seeds [key, batch] (or [key, example] for per-image augmentation)."""
+    return tf.random.stateless_uniform([2], tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)]),
+                                       minval=None, maxval=None, dtype=tf.int64)
+
+
 def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_classes=None,
-         one_hot=False, n_outputs=1, raw=False, pca=None):
+         one_hot=False, n_outputs=1, raw=False, pca=None, epoch=0, skip=0):
     """A tf.data.Dataset of (image, label) batches shaped for a network with input `shape` (H, W, C).
     raw: ship unnormalised, unaugmented pixels in `raw_format` (the model augments and normalises).
-    pca: colour_pca's (eigenvalues, eigenvectors) for data.pca_colour's colour noise (training, 3 channels)."""
+    pca: colour_pca's (eigenvalues, eigenvectors) for data.pca_colour's colour noise (training, 3 channels).
+    Training: the batches of epoch `epoch` (an int, or a tf.Variable read whenever an iteration starts: Keras
+    iterates the dataset afresh every epoch and the runner sets the variable first), from batch `skip` on."""
     h, w, c = shape
     s = scale_of(x)
     raw_uint8 = raw and raw_format(x, shape)[0] == "uint8"
@@ -134,21 +148,42 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
             label = tuple([label] * n_outputs)
         return img, label
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).map(convert, num_parallel_calls=AUTOTUNE)
+    base = tf.data.Dataset.from_tensor_slices((x, y)).map(convert, num_parallel_calls=AUTOTUNE)
     if data_cfg["cache"]:
-        ds = ds.cache()
-    if training and data_cfg["shuffle"]:
-        ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
+        base = base.cache()  # shared by every epoch's stream below
+    n = len(x)
+    steps = -(-n // batch_size)
     augmenting = training and (crop or flip or pca is not None) and not raw
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    if augmenting and not data_cfg["batched_augment"]:
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda xy, sd: (augment(xy[0][None], sd, crop, flip, pca, sigma)[0], xy[1]),
-            num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size)
-    if augmenting and data_cfg["batched_augment"]:
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda xy, sd: (augment(xy[0], sd, crop, flip, pca, sigma), xy[1]), num_parallel_calls=AUTOTUNE)
+
+    def one_epoch(_):
+        e = epoch.read_value() if isinstance(epoch, tf.Variable) else epoch
+        shuffle_seed, aug_key = tf.unstack(epoch_keys(seed, e))
+        ds = base
+        if data_cfg["shuffle"]:
+            # Dataset.shuffle takes a tensor seed, but TF 2.21's random_seed.get_seed tests `(global, op) == (0, 0)`
+            # in Python, which fails on a tensor when the global seed is 0 (train.seed = 0). The order is to depend
+            # on shuffle_seed alone anyway: this function's graph gets no global seed (then TF uses a constant).
+            tf.compat.v1.get_default_graph().seed = None
+            ds = ds.shuffle(min(n, 50_000), seed=shuffle_seed, reshuffle_each_iteration=False)
+        if skip:
+            ds = ds.skip(skip * batch_size)
+        if augmenting and not data_cfg["batched_augment"]:
+            seeds = tf.data.Dataset.range(skip * batch_size, n).map(lambda i: tf.stack([aug_key, i]))
+            ds = tf.data.Dataset.zip(ds, seeds).map(
+                lambda xy, sd: (augment(xy[0][None], sd, crop, flip, pca, sigma)[0], xy[1]),
+                num_parallel_calls=AUTOTUNE)
+        ds = ds.batch(batch_size)
+        if augmenting and data_cfg["batched_augment"]:
+            seeds = tf.data.Dataset.range(skip, steps).map(lambda b: tf.stack([aug_key, b]))
+            ds = tf.data.Dataset.zip(ds, seeds).map(
+                lambda xy, sd: (augment(xy[0], sd, crop, flip, pca, sigma), xy[1]), num_parallel_calls=AUTOTUNE)
+        return ds
+
+    if training:
+        ds = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(max(steps - skip, 0)))
+    else:
+        ds = base.batch(batch_size)
     if not raw or one_hot or n_outputs > 1:  # a raw batch otherwise needs nothing more
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

@@ -48,6 +48,7 @@ def config_hash(cfg):
     c["experiment"].pop("description", None)
     c.pop("tune", None)  # the search space does not change what `run` trains
     c.pop("eval", None)  # nor does how the test set is evaluated
+    c["log"].pop("backup_every", None)  # nor how often its state is committed
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -102,9 +103,10 @@ def prepare(cfg):
                 device=device, effective=eff)
 
 
-def datasets(cfg, parts, raw=None):
+def datasets(cfg, parts, raw=None, epoch=0, skip=0):
     """The train/val/test tf.data pipelines `run` feeds, and the channel statistics. raw (default: what
-    data.augment_on decided): ship raw pixels for the model's Augment layer (suite/augment.py)."""
+    data.augment_on decided): ship raw pixels for the model's Augment layer (suite/augment.py). epoch, skip: the
+    training stream's epoch (an int or a tf.Variable) and first batch (see pipeline.make)."""
     from . import optim, pipeline
 
     d, t = cfg["data"], cfg["train"]
@@ -117,7 +119,7 @@ def datasets(cfg, parts, raw=None):
     common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
                   num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw)
     return dict(
-        train=pipeline.make(xtr, ytr, training=True, n_outputs=n_out, pca=pca, **common),
+        train=pipeline.make(xtr, ytr, training=True, n_outputs=n_out, pca=pca, epoch=epoch, skip=skip, **common),
         val=pipeline.make(xva, yva, training=False, n_outputs=n_out, **common) if len(xva) else None,
         test=pipeline.make(data.x_test, data.y_test, training=False, **common),
         mean=mean, std=std, raw=raw, pca=pca)
@@ -360,48 +362,62 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None)
     check_writable(run_dir, need_bytes=20 * params + 20_000_000, shown=shown)
     make_dir(run_dir)
     fd = lock(run_dir)
+    from . import callbacks as cb
+
     try:
-        return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0)
+        # SIGTERM / Ctrl-C: during training, commit at the next step and stop (exit 143 / 130); before and after
+        # it (data, the final test), stop at once: every file is written atomically
+        with cb.Preemption(resume_hint()) as preempt:
+            return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, preempt)
     finally:
         unlock(fd)
 
 
-def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, rss0=None):
+def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, rss0=None, preempt=None):
     import keras
+    import tensorflow as tf
 
     from . import callbacks as cb
-    from . import optim
+    from . import config, optim
 
-    done = cb.committed(run_dir / "backup") if resumed else None
-    start_epoch = done["epoch"] if done else 0
+    t = cfg["train"]
+    steps = parts["steps"]
+    # the state to resume from, checked before anything in the directory changes (all damaged: one line, exit 2)
+    done = cb.restore_point(run_dir / "backup", echo) if resumed else None
+    start_epoch, start_step = (done["epoch"], done.get("step", 0)) if done else (0, 0)
+    if start_step >= steps:  # a batch count from another batch size cannot be resumed exactly: redo the epoch
+        start_step = 0
+    resumed_at = (start_epoch, start_step)
     if resumed:
         for p in run_dir.glob(".*.tmp*"):  # a model or JSON file whose atomic write a kill interrupted
             if p.is_file():
                 p.unlink()
         cb.trim_events(run_dir, start_epoch, done["iterations"] if done else 0)
         if done:
-            echo(f"resuming {run_dir} after epoch {start_epoch} of {cfg['train']['epochs']} "
-                 "(use --fresh to start over)")
+            where = f"batch {start_step} of epoch {start_epoch + 1}" if start_step else f"epoch {start_epoch}"
+            echo(f"resuming {run_dir} after {where} of {t['epochs']} (use --fresh to start over)")
         else:
-            echo(f"restarting {run_dir}: it stopped before its first epoch ended")
+            echo(f"restarting {run_dir}: it stopped before its first commit")
     write_json(run_dir / CONFIG, cfg)
 
-    t = cfg["train"]
     data, shape = parts["data"], parts["shape"]
     xtr = parts["train"][0]
-    ds = datasets(cfg, parts)
+    epoch_var = tf.Variable(start_epoch, dtype=tf.int64, trainable=False)  # set by cb.SetEpoch at each epoch start
+    ds = datasets(cfg, parts, epoch=epoch_var)
     train_ds, val_ds, test_ds, mean, std = ds["train"], ds["val"], ds["test"], ds["mean"], ds["std"]
     model = compile_model(on_device(cfg, parts, ds), cfg, parts)
     n_out = len(model.outputs)
 
-    stop = cb.StopOnNaN()
+    position = cb.Position()
+    stop = cb.StopOnNaN(position)
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     if n_out > 1:
         monitor = monitor.replace("accuracy", "predictions_accuracy")
     stateful = {}
     grads = ([cb.GradientNorms(first_batch(cfg, parts, ds), run_dir / "gradients")]
              if cfg["log"].get("grad_norms") else [])  # before TensorBoard and Backup: its logs are recorded
-    cbs = [stop, cb.EpochStats(len(xtr)), cb.LearningRateLogger()] + grads + ([cb.Progbar()] if t["verbose"] else [])
+    cbs = ([cb.SetEpoch(epoch_var), stop, cb.EpochStats(len(xtr), position), cb.LearningRateLogger()] + grads
+           + ([cb.Progbar(position)] if t["verbose"] else []))
     if t["schedule"] == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor.replace("accuracy", "loss"), factor=t["decay"],
                                                     patience=t["patience"], min_lr=t["min_lr"], verbose=1)
@@ -414,16 +430,41 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, r
         best = cb.BestCheckpoint(run_dir / "best.keras", monitor)
         cbs.append(best)
         stateful["best_checkpoint"] = (best, ["best"])
-    backup = cb.Backup(run_dir / "backup", stateful=stateful, stop=stop)
+    preempt = preempt or cb.Preemption(resume_hint())
+    backup = cb.Backup(run_dir / "backup", steps=steps, restore=done, stateful=stateful, stop=stop,
+                       every=config.parse_every(cfg["log"].get("backup_every", "epoch")), preempt=preempt,
+                       position=position)
+    preempt.backup = backup
     cbs.append(backup)
     # augmented-image grid, confusion matrix, HParams (callers passing callbacks, e.g. tuner trials, write their own)
     preview = train_ds if not ds["raw"] else augmented_preview(model, train_ds)
     cbs.append(cb.RunSummaries(run_dir, cfg, train_ds=preview, test=(test_ds, data.y_test), mean=mean, std=std,
-                               class_names=data.class_names, stop=stop, hparams=not callbacks))
+                               class_names=data.class_names, stop=stop, hparams=not callbacks,
+                               history=backup.history))
     if timer is not None:
         cbs.append(timer)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t["epochs"], callbacks=cbs, verbose=t["verbose"],
-                        shuffle=False)  # tf.data shuffles (or not: data.shuffle)
+    cbs += [cb.FaultSteps(), preempt]
+    verbose = t["verbose"]
+    calls = cb.Segments(cbs, model=model, epochs=t["epochs"], steps=steps, verbose=verbose)
+    fit = dict(validation_data=val_ds, callbacks=calls, verbose=verbose, shuffle=False)  # tf.data shuffles
+    preempt.training = True
+    if start_step:  # the rest of the interrupted epoch: its own stream from the batch it stopped at
+        position.offset, position.seconds = start_step, float(done.get("seconds", 0.0))
+        rest = datasets(cfg, parts, epoch=start_epoch, skip=start_step)["train"]
+        # Keras (TF backend) creates the compiled metrics' variables at the first step; the committed running
+        # sums go into them before it (cb.Backup.on_epoch_begin), so build them now, as Keras' own distributed
+        # path does (a private method: Keras has no public one for this)
+        model._symbolic_build(data_batch=(*rest.element_spec, None))
+        model.fit(rest, initial_epoch=start_epoch, epochs=start_epoch + 1, **fit)
+        position.offset, position.seconds = 0, 0.0
+        start_epoch += 1
+    if start_epoch < t["epochs"] and not model.stop_training:
+        model.fit(train_ds, initial_epoch=start_epoch, epochs=t["epochs"], **fit)
+    else:  # Keras' loop did not run: the callbacks still begin (restoring the state) and end once
+        calls.on_train_begin()
+    calls.end()
+    preempt.training = False
+    history = model.history
 
     infer = model if n_out == 1 else keras.Model(model.input, model.outputs[0], name=model.name)
     status = "diverged" if stop.where else "complete"
@@ -447,9 +488,10 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, r
         "best_val_accuracy": max(val_acc) if val_acc else None,
         "epochs": t["epochs"],
         "epochs_completed": len(hist.get("loss", [])) - (1 if stop.where else 0),
-        "epochs_run_now": len(history.history.get("loss", [])),
+        "epochs_run_now": len(history.history.get("loss", [])),  # epochs this process trained (or finished)
         "resumed": bool(resumed),
-        "resumed_from_epoch": start_epoch if resumed else None,
+        "resumed_from_epoch": resumed_at[0] if resumed else None,  # epochs finished before this process
+        "resumed_from_batch": resumed_at[1] if resumed else None,  # and batches of the next one
         "diverged_at": stop.where,
         "params": int(infer.count_params()),
         "input_shape": list(shape),
@@ -471,6 +513,7 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, r
         "versions": versions(),
         "run_dir": str(run_dir),
     }
+    cb._fault("results")
     write_json(run_dir / RESULTS, results)  # the run is finished from here on
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     echo(summary_line(results))
@@ -486,6 +529,18 @@ def test_with_tta(model, cfg, parts, ds):
                              training=False, data_cfg=d, seed=0, mean=ds["mean"], std=ds["std"], raw=True)
     return evaluate.with_tta(model, raw_test, cfg["eval"]["tta"], evaluate.shift_for(cfg, shape), ds["raw"], shape,
                              ds["mean"], ds["std"])
+
+
+def resume_hint():
+    """'run the same command to resume: python -m suite run …', from this process's own command line."""
+    import shlex
+
+    args = list(sys.argv)
+    if args and pathlib.Path(args[0]).name == "__main__.py":
+        args = ["python", "-m", "suite"] + args[1:]
+    elif args:
+        args[0] = pathlib.Path(args[0]).name
+    return "run the same command to resume" + (f": {shlex.join(args)}" if args else "")
 
 
 def augmented_preview(model, train_ds):
@@ -528,6 +583,8 @@ def list_runs(log_dir):
                 epochs = "?"
             state = cb.committed(d / "backup")
             note = f"{state['epoch'] if state else 0}/{epochs} epochs saved"
+            if state and state.get("step"):
+                note += f" +{state['step']} batches"
             if is_locked(d):
                 st = "running"
         else:

@@ -1,6 +1,6 @@
 import pytest
 
-from suite import config
+from suite import config, runner
 from suite.errors import UserError
 
 
@@ -31,6 +31,9 @@ def test_bare_network_name():
     ("nosection=1", "must be section.key"),
     ("foo.bar=1", "unknown section"),
     ("train.lr", "needs the form section.key=value"),
+    ("log.backup_every=soon", "log.backup_every.*not a time, a step count"),
+    ('log.backup_every="1.5 steps"', "log.backup_every.*not a time, a step count"),
+    ('log.backup_every="-2min"', "log.backup_every.*not a time, a step count"),
 ])
 def test_bad_overrides(override, match):
     with pytest.raises(UserError, match=match):
@@ -68,3 +71,14 @@ def test_cosine_warmup_rises_then_decays():
         config.resolve("lenet5", ["train.schedule=constant", "train.warmup_epochs=1"])
     with pytest.raises(UserError, match="leaves nothing"):
         config.resolve("lenet5", ["train.schedule=cosine", "train.warmup_epochs=20", "train.epochs=20"])
+
+
+@pytest.mark.parametrize("value, parsed", [
+    ("epoch", None), ("2min", ("seconds", 120.0)), ("90s", ("seconds", 90.0)), ("1h", ("seconds", 3600.0)),
+    ("500 steps", ("steps", 500)), ("1 step", ("steps", 1)), ("0", None),
+])
+def test_backup_every_forms(value, parsed):
+    assert config.parse_every(value) == parsed
+    cfg = config.resolve("lenet5", [f"log.backup_every={value!r}"])
+    assert cfg["log"]["backup_every"] == value
+    assert runner.config_hash(cfg) == runner.config_hash(config.resolve("lenet5"))  # how often: not which run

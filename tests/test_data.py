@@ -91,15 +91,47 @@ def test_augmentation_only_on_training(batched):
 
 
 def test_augmentation_differs_between_epochs_but_repeats_with_seed():
+    import tensorflow as tf
+
     x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
     cfg = {**DATA_CFG, "crop": 2, "flip": True, "shuffle": False}
     kw = dict(shape=(8, 8, 1), batch_size=32, data_cfg=cfg, mean=np.zeros(1, np.float32),
               std=np.ones(1, np.float32), training=True)
-    ds = pipeline.make(x, np.zeros(32, np.int64), seed=5, **kw)
-    e1, e2 = (next(iter(ds))[0].numpy() for _ in range(2))
-    again = next(iter(pipeline.make(x, np.zeros(32, np.int64), seed=5, **kw)))[0].numpy()
-    assert not np.array_equal(e1, e2)
-    np.testing.assert_array_equal(e1, again)
+    first = lambda ds: next(iter(ds))[0].numpy()  # noqa: E731
+    e0, e1 = (first(pipeline.make(x, np.zeros(32, np.int64), seed=5, epoch=e, **kw)) for e in (0, 1))
+    again = first(pipeline.make(x, np.zeros(32, np.int64), seed=5, **kw))
+    assert not np.array_equal(e0, e1)
+    np.testing.assert_array_equal(e0, again)
+    # an epoch variable (what the runner sets at every epoch start) selects the same streams
+    var = tf.Variable(1, dtype=tf.int64)
+    ds = pipeline.make(x, np.zeros(32, np.int64), seed=5, epoch=var, **kw)
+    np.testing.assert_array_equal(first(ds), e1)
+    var.assign(0)
+    np.testing.assert_array_equal(first(ds), e0)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_stream_resumes_at_any_batch(batched):
+    """The training stream is a function of (seed, epoch, batch): starting at batch k of epoch e gives exactly the
+    batches k, k+1, … of that epoch's full stream — shuffle order and augmentation draws alike (exact resume)."""
+    rng = np.random.default_rng(2)
+    x, y = rng.random((50, 8, 8, 3), dtype=np.float32), np.arange(50)
+    pca = pipeline.colour_pca(x, 3)
+    cfg = {**DATA_CFG, "crop": 2, "flip": True, "shuffle": True, "pca_colour": 0.1, "batched_augment": batched}
+    kw = dict(shape=(8, 8, 3), batch_size=8, data_cfg=cfg, seed=11, mean=np.zeros(3, np.float32),
+              std=np.ones(3, np.float32), training=True, pca=pca)
+    full = [(a.numpy(), b.numpy()) for a, b in pipeline.make(x, y, epoch=3, **kw)]
+    assert len(full) == 7 and sorted(np.concatenate([b for _, b in full])) == list(range(50))
+    for k in (1, 4, 6):
+        rest = pipeline.make(x, y, epoch=3, skip=k, **kw)
+        assert rest.cardinality() == 7 - k
+        got = [(a.numpy(), b.numpy()) for a, b in rest]
+        assert len(got) == 7 - k
+        for (xa, ya), (xb, yb) in zip(full[k:], got):
+            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(xa, xb)
+    other = [b.numpy() for _, b in pipeline.make(x, y, epoch=4, **kw)]
+    assert not all(np.array_equal(a, b) for (_, a), b in zip(full, other))  # another epoch, another order
 
 
 def test_crop_is_a_translation_of_the_padded_image():

@@ -181,21 +181,21 @@ def test_backup_restores_optimizer_slots_and_callback_state(tmp_path):
     x, y = np.random.default_rng(0).normal(size=(64, 4)).astype("float32"), np.arange(64) % 3
     m1, best1 = model(), cb.BestCheckpoint(tmp_path / "best.keras", "loss")
     best1.best = 0.5
-    b1 = cb.Backup(tmp_path / "backup", stateful={"best": (best1, ["best"])})
+    b1 = cb.Backup(tmp_path / "backup", steps=4, stateful={"best": (best1, ["best"])})
     m1.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[b1])
     state = cb.committed(tmp_path / "backup")
     assert state["epoch"] == 2 and state["iterations"] == 8 and len(state["history"]["loss"]) == 2
 
     m2, best2 = model(), cb.BestCheckpoint(tmp_path / "best.keras", "loss")
-    b2 = cb.Backup(tmp_path / "backup", stateful={"best": (best2, ["best"])})
-    h = m2.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[b2])  # nothing left to train
+    b2 = cb.Backup(tmp_path / "backup", steps=4, restore=state, stateful={"best": (best2, ["best"])})
+    h = m2.fit(x, y, epochs=2, initial_epoch=state["epoch"], batch_size=16, verbose=0, callbacks=[b2])  # nothing left
     assert h.history == {} or not h.history.get("loss")
     assert best2.best == best1.best and b2.history["loss"] == b1.history["loss"]
     for v1, v2 in zip(m1.optimizer.variables, m2.optimizer.variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(v1), keras.ops.convert_to_numpy(v2), err_msg=v1.path)
     for v1, v2 in zip(m1.weights, m2.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(v1), keras.ops.convert_to_numpy(v2))
-    assert len(list((tmp_path / "backup").glob("epoch-*"))) == 1  # only the newest commit is kept
+    assert len(list((tmp_path / "backup").glob("epoch-*"))) == 2  # the newest commit and the one before
 
 
 def test_fresh_starts_a_new_directory(tmp_path):

@@ -1,0 +1,240 @@
+"""Fault injection: a run killed at many points (SIGKILL between steps, inside a commit's write, just before
+results.json; SIGTERM, Ctrl-C) and resumed with the same command ends with exactly the history and test metrics
+of an uninterrupted run (--deterministic, CPU). Damaged backups fall back to the commit before, or stop with one
+line and leave the directory as it was. The faults come from SUITE_FAULT (suite/callbacks.py `_fault`), so each
+lands at a known point; one test also sends SIGTERM from outside, as a preempting scheduler does."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+# 8×8 digits, 20 steps an epoch (8 per call on a CPU: calls of 8, 8, 4), a commit at every call; crop, flip and
+# dropout put the shuffle, augmentation and dropout random streams to the test.
+EXPERIMENT = """
+[model]
+name = "lenet5_modern"
+dropout = 0.3
+[data]
+limit = 640
+crop = 1
+flip = true
+[train]
+epochs = 3
+batch_size = 32
+schedule = "cosine"
+deterministic = true
+verbose = 0
+[log]
+backup_every = "1 steps"
+"""
+TIMING = ("epoch_time", "images_per_sec")  # wall-clock figures: never equal between two runs
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "faults.toml"
+    path.write_text(EXPERIMENT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(exp, tmp_path_factory):
+    """The uninterrupted run's results.json."""
+    logs = tmp_path_factory.mktemp("reference")
+    r = run_cli("run", exp, "--logdir", logs)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return _results(logs)
+
+
+def _results(logs):
+    (path,) = list(logs.glob("faults/*/results.json"))
+    return json.loads(path.read_text())
+
+
+def _same_as(res, ref):
+    assert res["status"] == "complete" and res["epochs_completed"] == ref["epochs_completed"]
+    for k, v in ref["history"].items():
+        if k not in TIMING:
+            assert res["history"][k] == v, (k, res["history"][k], v)
+    assert set(res["history"]) == set(ref["history"])
+    assert res["test"] == ref["test"]
+
+
+def _run(exp, logs, fault=None):
+    return run_cli("run", exp, "--logdir", logs, env={"SUITE_FAULT": fault or ""})
+
+
+def _commits(logs):
+    return sorted(p.name for p in logs.glob("faults/*/backup/epoch-*"))
+
+
+def test_killed_at_many_points_resumes_exactly(exp, reference, tmp_path):
+    """One run, killed five times — after training calls in epochs 1 and 2, inside a commit's write (written, not
+    yet renamed), during the last epoch, just before results.json — and resumed after each: the history and the
+    test metrics equal the uninterrupted run's, and no more than one call (8 steps) was lost to any kill."""
+    logs = tmp_path / "logs"
+    resumed_at = []
+    for fault in ("step:2", "commit:4", "step:3", "step:1", "results:1"):
+        r = _run(exp, logs, fault)
+        assert r.returncode == -signal.SIGKILL, (fault, r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+        (run_dir,) = list(logs.glob("faults/*"))
+        assert not (run_dir / "results.json").exists()
+        assert len(_commits(logs)) <= 2  # the newest commit and the one before
+        state = json.loads((run_dir / "backup" / _commits(logs)[-1] / "state.json").read_text())
+        resumed_at.append((state["epoch"], state["step"]))
+    r = _run(exp, logs)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = _results(logs)
+    _same_as(res, reference)
+    assert res["resumed_from_epoch"] == 3  # the last kill came after all epochs were committed
+    assert not (run_dir / "backup").exists() and not list(run_dir.rglob(".*tmp*"))
+    # TensorBoard: every epoch once, in order, across the six processes' event files
+    import tensorflow as tf
+
+    for sub in ("train", "validation"):
+        steps = [ev.step for f in sorted((run_dir / sub).glob("events.out.tfevents.*"))
+                 for ev in tf.compat.v1.train.summary_iterator(str(f)) for v in ev.summary.value
+                 if v.tag == "epoch_loss"]
+        assert steps == [0, 1, 2], (sub, steps)
+    # (epoch, batch) each resume started from; calls are 8, 8, 4 steps and a commit follows each, so a kill loses
+    # at most the call it interrupts: after call 2; in the 4th commit's write (epoch 2's end: back to its batch 16);
+    # after 2 more calls; in the epoch's last call (again from batch 16); before results.json (all committed)
+    assert resumed_at == [(0, 16), (1, 16), (2, 16), (2, 16), (3, 0)], resumed_at
+
+
+@pytest.mark.parametrize("action, code, name", [("term", 143, "SIGTERM"), ("int", 130, "SIGINT")])
+def test_signal_commits_at_the_next_step_and_exits(exp, reference, tmp_path, action, code, name):
+    """Mid-epoch commits off (epoch ends only): the signal during epoch 2's first call makes the next call's end
+    commit and stop; the same command resumes there exactly."""
+    logs = tmp_path / "logs"
+    epoch_only = ("--set", "log.backup_every=epoch")  # not part of the config hash: the same run either way
+    r = run_cli("run", exp, "--logdir", logs, *epoch_only, env={"SUITE_FAULT": f"step:4:{action}"})
+    assert r.returncode == code, r.stderr[-3000:]
+    lines = [ln for ln in r.stderr.splitlines() if name in ln]
+    assert any("saving at the next step boundary" in ln for ln in lines), r.stderr[-2000:]
+    stop = [ln for ln in lines if ln.startswith(f"stopped by {name}")]
+    assert len(stop) == 1 and "run the same command to resume" in stop[0], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert _commits(logs) == ["epoch-00001", "epoch-00001-step-0000016"]  # the call after the signal
+    if action == "int":
+        return  # resuming is the same as after SIGTERM
+    r = run_cli("run", exp, "--logdir", logs, *epoch_only, env={"SUITE_FAULT": ""})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "after batch 16 of epoch 2" in r.stdout, r.stdout
+    _same_as(_results(logs), reference)
+
+
+def test_second_signal_stops_at_once(exp, tmp_path):
+    logs = tmp_path / "logs"
+    r = _run(exp, logs, "step:4:term2")
+    assert r.returncode == 143, r.stderr[-3000:]
+    assert "stopping now; the run keeps its last commit" in r.stderr and "Traceback" not in r.stderr
+    assert _commits(logs)  # the commits before the signals are intact
+    assert not list(logs.glob("faults/*/results.json"))
+
+
+def test_sigterm_from_outside(exp, tmp_path):
+    """What a preemptible machine does: SIGTERM at a moment of its choosing; the run exits 143 within seconds."""
+    logs = tmp_path / "logs"
+    slow = tmp_path / "faults.toml"
+    slow.write_text(EXPERIMENT.replace("epochs = 3", "epochs = 50"))  # long enough to be caught training
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUITE_FAULT": ""}
+    p = subprocess.Popen([sys.executable, "-m", "suite", "run", str(slow), "--logdir", str(logs)], cwd=ROOT,
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list(logs.glob("faults/*/backup/epoch-00001*")):
+        assert p.poll() is None, p.stderr.read()[-2000:]
+        assert time.time() - t0 < 120, "no commit within 120 s"
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    t1 = time.time()
+    assert p.wait(timeout=60) == 143, p.stderr.read()[-2000:]
+    assert time.time() - t1 < 10, "it took more than 10 s to stop"
+    err = p.stderr.read()
+    assert "stopped by SIGTERM" in err and "Traceback" not in err, err[-2000:]
+    assert not list(logs.glob("faults/*/results.json"))
+
+
+# --- damaged backups -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def interrupted(exp, tmp_path_factory):
+    """A run killed in epoch 2: its backup holds two commits, the newest mid-epoch. Copied by each test."""
+    here = tmp_path_factory.mktemp("interrupted")
+    logs = here / "logs"  # given as the relative "logs": log.dir is part of the config hash, copies must match
+    r = run_cli("run", exp, "--logdir", "logs", cwd=here, env={"SUITE_FAULT": "step:5"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert _commits(logs) == ["epoch-00001-step-0000008", "epoch-00001-step-0000016"]
+    return logs
+
+
+def _copy(interrupted, tmp_path):
+    import shutil
+
+    logs = tmp_path / "logs"
+    shutil.copytree(interrupted, logs)
+    (run_dir,) = list(logs.glob("faults/*"))
+    return logs, run_dir, [run_dir / "backup" / n for n in _commits(logs)]
+
+
+def _run_here(exp, logs, capsys, monkeypatch):
+    """The same command, from the folder holding `logs`, in this process (no TensorFlow start-up):
+    (exit status, stdout, stderr)."""
+    from suite import cli
+
+    monkeypatch.chdir(logs.parent)
+    code = cli.main(["run", str(exp), "--logdir", "logs"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _tree(d):
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+            for p in sorted(d.rglob("*"))}
+
+
+def _damage(how, commit):
+    if how == "truncated weights":
+        w = commit / "backup.weights.h5"
+        w.write_bytes(w.read_bytes()[:1000])
+    elif how == "edited state":
+        s = json.loads((commit / "state.json").read_text())
+        s["iterations"] += 1  # still valid JSON: only the checksum tells
+        (commit / "state.json").write_text(json.dumps(s))
+    elif how == "torn state":
+        s = (commit / "state.json").read_bytes()
+        (commit / "state.json").write_bytes(s[:len(s) // 2])
+    elif how == "missing file":
+        (commit / "arrays.npz").unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated weights", "edited state", "torn state", "missing file"])
+def test_damaged_latest_backup_falls_back(exp, reference, interrupted, tmp_path, capsys, monkeypatch, how):
+    logs, run_dir, (older, newest) = _copy(interrupted, tmp_path)
+    _damage(how, newest)
+    code, out, err = _run_here(exp, logs, capsys, monkeypatch)
+    assert code == 0, err[-3000:]
+    warn = [ln for ln in out.splitlines() if ln.startswith("warning: backup")]
+    assert len(warn) == 1 and newest.name in warn[0] and f"resuming from {older.name}" in warn[0], out
+    assert f"{run_dir.name} after batch 8 of epoch 2" in out, out
+    _same_as(_results(logs), reference)  # the older commit resumes exactly too
+
+
+def test_every_backup_damaged_stops_with_one_line(exp, interrupted, tmp_path, capsys, monkeypatch):
+    logs, run_dir, commits = _copy(interrupted, tmp_path)
+    _damage("truncated weights", commits[0])
+    _damage("edited state", commits[1])
+    before = _tree(run_dir)
+    code, out, err = _run_here(exp, logs, capsys, monkeypatch)
+    assert code == 2, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "every backup is damaged" in lines[0] and "--fresh" in lines[0], err
+    assert _tree(run_dir) == before  # left as it was, for inspection
