@@ -385,7 +385,7 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, r
     # the state to resume from, checked before anything in the directory changes (all damaged: one line, exit 2)
     done = cb.restore_point(run_dir / "backup", echo) if resumed else None
     start_epoch, start_step = (done["epoch"], done.get("step", 0)) if done else (0, 0)
-    if start_step >= steps:  # a batch count from another batch size cannot be resumed exactly: redo the epoch
+    if start_step >= steps:  # not with the same settings (the batch size is in the config hash); to be safe
         start_step = 0
     resumed_at = (start_epoch, start_step)
     if resumed:

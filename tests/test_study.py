@@ -1,13 +1,20 @@
 """`python -m suite study`: the study file schema and its errors, the verdict logic on synthetic numbers, every
-shipped study resolving, resume of a half-finished study, and a tiny end-to-end study with identical arms."""
+shipped study resolving, resume of a half-finished study, a tiny end-to-end study with identical arms, and kill -9
+of a study mid-run, then the same command."""
 
 import contextlib
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
+from conftest import ROOT, run_cli
 from suite import cli
 from suite.studies import spec, study, verdict
 
@@ -149,6 +156,49 @@ def test_identical_arms_report_and_resume(tmp_path):
     # --seeds adds seeds; a changed setting makes new runs beside the old ones
     rc, out, _ = main("study", path, "--logdir", logs, "--seeds", "3", "--set", "train.epochs=1")
     assert rc == 0 and out.count("done earlier") == 4 and out.count("trained") == 2
+
+
+def test_kill_9_mid_study_then_the_same_command_trains_only_what_is_missing(tmp_path):
+    from suite.callbacks import committed
+
+    path = _write(tmp_path, TINY.replace('"train.epochs" = 1', '"train.epochs" = 2'), "killed.toml")
+    logs = tmp_path / "logs"
+    root = logs / "studies" / "killed"
+    p = subprocess.Popen([sys.executable, "-m", "suite", "study", path, "--logdir", logs], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    while True:  # SIGKILL once a run has finished and another one has committed its first epoch, not finished
+        assert p.poll() is None, "the study finished before it could be killed:\n" + p.stdout.read()[-3000:]
+        assert time.time() - t0 < 300, "no run started in time"
+        runs = list(root.glob("*/seed-*"))
+        done = [d for d in runs if (d / "results.json").is_file()]
+        running = [d for d in runs if not (d / "results.json").exists()
+                   and ((committed(d / "backup") or {}).get("epoch") or 0) >= 1]
+        if done and running:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            break
+        time.sleep(0.05)
+    finished = {d: (d / "results.json").stat().st_mtime_ns for d in done}
+    assert len(finished) < 4 and not (root / "study.json").exists()
+
+    r = run_cli("study", path, "--logdir", logs)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("done earlier") == len(finished) and r.stdout.count("resumed") == 1, r.stdout
+    assert r.stdout.count("trained") == 4 - len(finished) - 1, r.stdout
+    runs = sorted(root.glob("*/seed-*"))
+    assert len(runs) == 4, runs  # the interrupted run was continued in its directory, not started beside it
+    for d, mtime in finished.items():
+        assert (d / "results.json").stat().st_mtime_ns == mtime, f"{d} was trained again"
+    for d in runs:  # each run trained its 2 epochs once: the resumed one did not start over or add epochs
+        res = json.loads((d / "results.json").read_text())
+        assert res["status"] == "complete" and len(res["history"]["loss"]) == 2, (d, res["history"])
+        if d == running[0]:  # continued from its last commit
+            assert res["resumed"] and res["resumed_from_epoch"] >= 1, res
+    assert running[0] in runs and f"{running[0]}" in next(line for line in r.stdout.splitlines() if "resumed" in line)
+    s = json.loads((root / "study.json").read_text())
+    assert set(s["values"]) == {"a", "b"} and all(len(v) == 2 for v in s["values"].values()), s["values"]
 
 
 def test_dilated_arms_get_their_coverage_maps(tmp_path):

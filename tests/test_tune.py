@@ -1,8 +1,11 @@
 """`python -m suite tune`: search space from [tune], trials through the runner, HParams, best.toml, divergence,
-resume after kill -9 (hyperband, grid), and keras-tuner's distributed mode with 2 workers on loopback."""
+resume after kill -9 (hyperband, grid), and keras-tuner's distributed mode with 2 workers on loopback: kill -9 of a
+worker (started again, its trial finished once), of the chief (its workers stop; the command resumes), and a worker
+that dies at every start (given up after a few tries)."""
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -170,14 +173,17 @@ def test_grid_search_divergence_hparams_best_toml_and_rerun(tmp_path, capsys):
 
 # --- kill -9 mid-trial, then the same command again -----------------------------------------------------------------
 
-def _cli(*args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _cli(*args, env=None, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "suite", *map(str, args)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def _kill_mid_trial(proc, root, timeout=300):
-    """SIGKILL once a trial has finished and another one is training (its run directory written, no results)."""
+def _kill_mid_trial(proc, root, timeout=300, worker=False):
+    """SIGKILL once a trial has finished and another one is training (its run directory written, no results):
+    the command's process, or with worker=True the worker process training that trial (its pid from the trial's
+    "start" event). Returns (study dir, {finished trial: its tune.json's mtime}, the killed trial's directory
+    name, the killed pid)."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
@@ -187,12 +193,59 @@ def _kill_mid_trial(proc, root, timeout=300):
             running = [d for d in sdir.glob("trial_*") if (d / "config.json").is_file() and not (d / "tune.json").exists()
                        and not (d / "results.json").exists()]
             if done and running:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return sdir, {p.parent.name: p.stat().st_mtime_ns for p in done}, running[0].name
+                name = running[0].name
+                if worker:
+                    pid = [e["pid"] for e in events(sdir)
+                           if e["event"] == "start" and e["trial"] == name.removeprefix("trial_")][-1]
+                    os.kill(pid, signal.SIGKILL)
+                else:
+                    pid = proc.pid
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                return sdir, {p.parent.name: p.stat().st_mtime_ns for p in done}, name, pid
         time.sleep(0.05)
     proc.kill()
     pytest.fail("no trial started in time")
+
+
+def _children(pid):
+    """The pids whose parent is `pid` (Linux /proc)."""
+    out = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid):
+    """Whether `pid` runs (a zombie nobody reaped yet counts as gone)."""
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def _finished_once(sdir, finished, killed, n_trials):
+    """After the resumed search: every trial ended once, complete; finished ones were not touched again; the killed
+    one was started twice (killed, then continued) and ended once."""
+    for name, mtime in finished.items():
+        assert (sdir / name / "tune.json").stat().st_mtime_ns == mtime, f"{name} was redone"
+    counts = ends(sdir)
+    assert sorted(counts) == [f"{i}" for i in range(n_trials)] and set(counts.values()) == {1}, counts
+    tid = killed.removeprefix("trial_")
+    assert [e["status"] for e in events(sdir) if e["event"] == "end" and e["trial"] == tid] == ["complete"]
+    assert json.loads((sdir / killed / "tune.json").read_text())["status"] == "complete"
+    starts = [e for e in events(sdir) if e["event"] == "start" and e["trial"] == tid]
+    assert len(starts) == 2, starts
+    summary = json.loads((sdir / "summary.json").read_text())
+    assert [t["status"] for t in summary["trials"]] == ["complete"] * n_trials, summary["trials"]
+    oracle = json.loads((sdir / "oracle.json").read_text())
+    assert not oracle["ongoing_trials"] and sorted(oracle["end_order"]) == sorted(counts), oracle
+    return starts
 
 
 @pytest.mark.parametrize("tuner, space, n_trials", [
@@ -201,7 +254,7 @@ def _kill_mid_trial(proc, root, timeout=300):
 ])
 def test_kill_9_mid_trial_then_resume(tmp_path, tuner, space, n_trials):
     exp = write_exp(tmp_path, f'tuner = "{tuner}"\n{space}')
-    sdir, finished, killed = _kill_mid_trial(_cli("tune", exp), tmp_path / "logs" / "tiny")
+    sdir, finished, killed, _ = _kill_mid_trial(_cli("tune", exp), tmp_path / "logs" / "tiny")
     p = _cli("tune", exp)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out[-3000:]
@@ -244,3 +297,67 @@ def test_bayesian_search_runs(tmp_path):
     assert tune_search.search(str(exp), echo=lambda s: None) == 0
     summary = json.loads((study_dir(tmp_path) / "summary.json").read_text())
     assert [t["status"] for t in summary["trials"]] == ["complete", "complete"]
+
+
+# --- kill -9 in distributed mode ----------------------------------------------------------------------------------
+
+DIST = 'tuner = "random"\nmax_trials = 3\nepochs = 1\nlr = [0.01, 0.1]\nbatch_size = [32, 64]'
+
+
+def test_kill_9_of_a_worker_mid_trial_it_is_started_again_and_finishes_the_trial(tmp_path):
+    exp = write_exp(tmp_path, DIST)
+    p = _cli("tune", exp, "--workers", "2")
+    sdir, finished, killed, pid = _kill_mid_trial(p, tmp_path / "logs" / "tiny", worker=True)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    tid = killed.removeprefix("trial_")
+    assert f"(pid {pid}) died in trial {tid} (exit status -9): starting it again" in out, out[-3000:]
+    starts = _finished_once(sdir, finished, killed, 3)
+    # the same tuner id in a new process, and the trial's run directory was continued, not started afresh
+    assert starts[0]["pid"] == pid != starts[1]["pid"] and starts[0]["tuner"] == starts[1]["tuner"], starts
+    assert f"resuming {sdir / killed}" in out or f"restarting {sdir / killed}" in out, out[-3000:]
+    assert json.loads((sdir / killed / "results.json").read_text())["resumed"]
+    assert "not starting it again" not in out and "worker(s) exited with status" not in out
+
+
+def test_kill_9_of_the_chief_its_workers_stop_and_the_command_resumes(tmp_path):
+    exp = write_exp(tmp_path, DIST)
+    root = tmp_path / "logs" / "tiny"
+    p = _cli("tune", exp, "--workers", "2")
+    while not (workers := _children(p.pid)) or len(workers) < 2:  # both started (they outlive a kill of the chief)
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        time.sleep(0.05)
+    try:
+        sdir, finished, killed, _ = _kill_mid_trial(p, root)
+        t0 = time.time()
+        while any(_alive(w) for w in workers):
+            assert time.time() - t0 < 10, f"workers {[w for w in workers if _alive(w)]} outlived their chief"
+            time.sleep(0.1)
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        p.stdout.close()
+
+    p = _cli("tune", exp, "--workers", "2")
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+    assert "continuing" in out
+    _finished_once(sdir, finished, killed, 3)
+
+
+def test_a_worker_that_dies_at_every_start_is_given_up(tmp_path):
+    from suite.tune.search import MAX_RESTARTS
+
+    hook = tmp_path / "hook"  # a sitecustomize that kills every worker at start-up (not the chief)
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import os\nif os.environ.get('KERASTUNER_TUNER_ID', '').startswith("
+                                           "'worker'):\n    os._exit(7)\n")
+    exp = write_exp(tmp_path, DIST)
+    p = _cli("tune", exp, "--workers", "1", env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"})
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 1, out[-3000:]
+    assert out.count("worker0 (pid ") == out.count(": starting it again") == MAX_RESTARTS
+    assert f"worker0 died {MAX_RESTARTS + 1} time(s) in a row before it had a trial (last exit status 7): " \
+           "not starting it again" in out, out[-3000:]
+    assert not list(study_dir(tmp_path).glob("trial_*"))

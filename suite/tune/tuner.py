@@ -8,11 +8,16 @@ when the process died back in its retry queue. What we add, because its own relo
 - GridSearchOracle keeps its position in memory only (`_populate_next`, not saved), so a reloaded grid
   search stopped at once: GridOracle below derives the next combination from the saved set of tried ones;
 - a trial that finished (tune.json written) but whose end the oracle never saved is not trained again;
-- an interrupted trial continues from its last completed epoch (the runner's BackupAndRestore).
+- the oracle is saved again after a trial ends (keras-tuner saves it before it takes the trial off its ongoing
+  ones; as a chief nothing saved it after, so oracle.json still listed the last trial as running);
+- an interrupted trial continues from its last completed epoch (the runner's BackupAndRestore);
+- one process at a time works on a trial (`_one_at_a_time`): a second one waits, then finds it done or resumes it.
 Distributed: `--workers N` makes this process keras-tuner's chief (the oracle, served over gRPC on 127.0.0.1)
 and starts N worker processes (`KERASTUNER_TUNER_ID=workerI`); across hosts set the variables by hand (README).
+What happens when one of them dies: suite/tune/search.py.
 """
 
+import contextlib
 import gc
 import json
 import os
@@ -21,15 +26,17 @@ import time
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src.engine.oracle import synchronized
 
 from .. import runner
 from ..runner import read_json
-from ..errors import UserError
+from ..errors import Stopped, UserError
 from . import space as tune
 
 RECORD = "tune.json"  # per trial: what the search learnt from it, written last
 WARM = "final_weights.npz"  # hyperband: a trial's last weights, the start of the trial it is promoted to
 EVENTS = "events.jsonl"  # per study: one line per trial start / end (which process, which trial)
+LOCK = ".tune.lock"  # per trial: held by the process working on it
 
 
 def _write_json(path, obj):
@@ -44,6 +51,11 @@ class _Atomic:
 
     def _save_trial(self, trial):
         _write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+    @synchronized
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        self.save()  # keras-tuner saved before it took the trial off ongoing_trials: a chief never saved that
 
     def reload(self):
         super().reload()  # ongoing trials → retry queue
@@ -143,6 +155,49 @@ class Restart(Exception):
     afresh, which the study's resume makes free of loss."""
 
 
+class StopSearch(kt.errors.FatalError):
+    """The runner stopped a trial on SIGINT/SIGTERM after saving it (suite.errors.Stopped). keras-tuner counts any
+    other exception as a failed trial and goes on with the next one; a FatalError ends the search instead."""
+
+    def __init__(self, stopped):
+        super().__init__(str(stopped))
+        self.stopped = stopped
+
+
+class ChiefGone(kt.errors.FatalError):
+    """A worker's call to the chief's oracle failed because the chief is unreachable. keras-tuner would print the
+    traceback and record the trial as failed (INVALID, then FAILED with no retries left); the worker stops instead
+    and the trial continues when the chief's command runs again."""
+
+
+def unreachable(e):
+    """A gRPC error saying the chief cannot be reached (it died during the call, or never came back)."""
+    import grpc
+
+    return isinstance(e, grpc.RpcError) and hasattr(e, "code") and e.code() in (
+        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(tdir, tid, echo):
+    """Hold the trial's lock (flock: the OS lets go of it when the process dies, kill -9 included). Another process
+    still in the trial — e.g. a worker of a chief that was killed, before it noticed — is waited for, so the trial
+    is never trained by two processes at once (the runner's own lock would fail the second one instead)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no locking
+        yield
+        return
+    tdir.mkdir(parents=True, exist_ok=True)
+    with open(tdir / LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            echo(f"trial {tid}: another process is still working in {tdir}; waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 class SuiteTuner(kt.Tuner):
     """Runs each trial with suite.runner.run in logs/<experiment>/tune-<study>/trial_<id>/."""
 
@@ -161,6 +216,15 @@ class SuiteTuner(kt.Tuner):
             return trial
 
         self.oracle.create_trial = create_trial
+
+    def _run_and_update_trial(self, trial, *args, **kwargs):
+        """run_trial, then keras-tuner's calls to the oracle; that the chief is gone is not the trial's fault."""
+        try:
+            return super()._run_and_update_trial(trial, *args, **kwargs)
+        except Exception as e:
+            if self._is_worker() and unreachable(e):
+                raise ChiefGone(f"the chief oracle went away ({e.code().name})") from None
+            raise
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)  # the oracle records the trial and the state is saved first
@@ -198,9 +262,10 @@ class SuiteTuner(kt.Tuner):
         cfg["log"]["checkpoints"] = t["checkpoints"]
         plain = json.loads(json.dumps(cfg, default=str))
 
-        rec = read_json(tdir / RECORD)
-        if not (rec and rec.get("config") == plain):
-            rec = self._train(tid, tdir, cfg, plain, hp, epochs, initial, warm)
+        with _one_at_a_time(tdir, tid, self.echo):
+            rec = read_json(tdir / RECORD)
+            if not (rec and rec.get("config") == plain):
+                rec = self._train(tid, tdir, cfg, plain, hp, epochs, initial, warm)
         if rec["status"] != "complete":
             raise kt.errors.FailedTrialError(f"trial {tid} {rec['status']}: {rec['reason']}")
         return {t["objective"]: rec["objective"]}
@@ -226,6 +291,8 @@ class SuiteTuner(kt.Tuner):
                                      echo=lambda s: self.echo(s) if s.startswith(("resuming", "restarting")) else None)
             except UserError as e:
                 reason = str(e)
+            except Stopped as e:  # not a failed trial: it continues when the search runs again
+                raise StopSearch(e) from None
         value = tune.objective_value(results, t["objective"]) if results else None
         if results is None:
             status = "failed"
