@@ -3,7 +3,8 @@ command each time, until it finishes; its history and test metrics must equal an
 
     python benchmarks/soak_resume.py [--kills 50] [--seed 0] [--epochs 6]
 
-Kills land anywhere: during start-up, between steps, inside a commit, in validation, in the final test. A commit
+Kills land anywhere in the training (a uniform time after it began, up to 1.1× its length): between steps,
+inside a commit, in validation, in the final test. A commit
 follows every training call (log.backup_every = "1 steps"; 8 steps a call on a CPU), so a kill loses at most the
 call in progress. Prints the newest commit before and after each kill (it must never go backwards), then the
 figures: kills, resumes, whether history and test metrics equal the uninterrupted run's, and the wall times.
@@ -42,11 +43,18 @@ TIMING = ("epoch_time", "images_per_sec")
 
 
 def run(exp, logs, kill_after=None):
+    """Runs the command; kill_after: SIGKILL it this many seconds after its training began (Keras' "Epoch k/N"
+    line), unless it ends first. Returns the exit status, or None when killed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "SUITE_FAULT": ""}
-    p = subprocess.Popen([sys.executable, "-m", "suite", "run", str(exp), "--logdir", str(logs)], cwd=ROOT, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = logs.parent / f"{logs.name}.out"
+    logs.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
+        p = subprocess.Popen([sys.executable, "-m", "suite", "run", str(exp), "--logdir", str(logs)], cwd=ROOT,
+                             env=env, stdout=f, stderr=subprocess.DEVNULL)
     if kill_after is None:
         return p.wait()
+    while p.poll() is None and "Epoch " not in out.read_text():
+        time.sleep(0.02)
     try:
         return p.wait(timeout=kill_after)
     except subprocess.TimeoutExpired:
@@ -87,6 +95,7 @@ def main():
     assert run(exp, tmp / "reference") == 0, "the uninterrupted run failed"
     t_ref = time.time() - t0
     ref = results(tmp / "reference")
+    t_train = sum(ref["history"]["epoch_time"])  # the training alone, without start-up and the final test
     kills, resumes, rounds, back, failures = 0, 0, 0, [], []
     t1 = time.time()
     while kills < a.kills:  # rounds: a run killed until it finishes, then a fresh one, until enough kills
@@ -94,13 +103,15 @@ def main():
         logs = tmp / f"killed-{rounds}"
         while True:
             before = position(logs)
-            rc = run(exp, logs, rng.uniform(0.2, 1.0) * t_ref)
+            rc = run(exp, logs, rng.uniform(0.0, 1.1) * t_train)
             after = position(logs)
             if rc is None:
                 kills += 1
                 print(f"round {rounds} kill {kills:3d}: newest commit {before} → {after}", flush=True)
                 if after is not None and before is not None and after < before:
                     back.append((before, after))
+                if list(logs.glob("soak/*/results.json")):
+                    break  # killed after results.json was written: the run is finished, nothing lost
                 resumes += 1
                 continue
             assert rc == 0, f"the run failed with status {rc}"
