@@ -6,6 +6,7 @@ values are rejected with a UserError before anything is built or written.
 """
 
 import copy
+import datetime
 import math
 import pathlib
 import tomllib
@@ -128,6 +129,7 @@ CHOICES = {
     "train.verbose": (0, 1, 2),
     "data.channels": (0, 1, 3),
     "model.padding": ("same", "valid"),
+    "model.pooling": ("max", "avg"),  # lenet5, exercise2_cnn, allcnn
     "tune.tuner": ("random", "hyperband", "bayesian", "grid"),
     "tune.objective": ("val_accuracy", "val_loss", "accuracy", "loss"),
 }
@@ -142,13 +144,13 @@ RANGES = {
     "train.decay": (0, 1, False, True),
     "train.decay_epochs": (0, None, False, None),
     "train.label_smoothing": (0, 1, True, False),
-    "train.steps_per_execution": (1, None, True, None),
+    "train.steps_per_execution": (1, 2**31 - 1, True, True),  # Keras counts steps in int32
     "train.patience": (0, None, True, None),
     "train.min_lr": (0, None, True, None),
     "train.warmup_epochs": (0, None, True, None),
     "data.val_split": (0, 1, True, False),
-    "data.crop": (0, None, True, None),
-    "eval.shift": (0, None, True, None),
+    "data.crop": (0, 1024, True, True),  # pixels of padding: more makes every image gigabytes
+    "eval.shift": (0, 1024, True, True),
     "data.pca_colour": (0, None, True, None),
     "data.limit": (0, None, True, None),
     "model.dropout": (0, 1, True, False),
@@ -159,11 +161,14 @@ RANGES = {
     "tune.factor": (2, None, True, None),
     "tune.hyperband_iterations": (1, None, True, None),
     "tune.max_failures": (1, None, True, None),
-    "tune.seed": (0, None, True, None),
+    "tune.seed": (0, 2**32 - 1, True, True),
+    "train.seed": (0, 2**32 - 1, True, True),  # NumPy's and TensorFlow's seeds
+    "data.split_seed": (0, 2**32 - 1, True, True),
 }
 
 
 AUTO_INTS = ("train.steps_per_execution",)  # integer settings that also take "auto"
+INT64_MAX, FLOAT32_MAX = 2**63 - 1, 3.4028234663852886e38  # the largest integer and number a setting can hold
 
 
 def parse_value(text):
@@ -213,6 +218,9 @@ def read_toml(path):
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"experiment file {path} is not valid TOML ({e}); fix the file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"experiment file {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as "
+                        "UTF-8") from None
     except OSError as e:
         raise UserError(f"cannot read experiment file {path} ({e.strerror})") from None
 
@@ -290,6 +298,11 @@ def check_type(key, value, default, origin="config"):
     def bad(expected):
         return UserError(f"{key} = {value!r} in {origin} has the wrong type: expected {expected}")
 
+    def too_big(limit, given=value):  # TOML integers are 64-bit, TensorFlow's floats 32-bit: beyond, NumPy/TF fail
+        return UserError(f"{key} = {given!r} in {origin} is out of range: it must be within ±{limit}")
+
+    if not isinstance(default, (bool, int, float, str)) and _dated(value):  # no setting takes a TOML date or time
+        raise bad("a number, a string, true/false or a list (not a TOML date or time)")
     if default is None or key == "train.jit_compile":
         return value
     if key in AUTO_INTS:  # "auto" or a number
@@ -297,6 +310,8 @@ def check_type(key, value, default, origin="config"):
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad('an integer or "auto"')
+        if abs(value) > INT64_MAX:
+            raise too_big(INT64_MAX)
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -305,14 +320,19 @@ def check_type(key, value, default, origin="config"):
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer() and not isinstance(default, bool):
-                return int(value)
-            raise bad("an integer")
+                value = int(value)
+            else:
+                raise bad("an integer")
+        if abs(value) > INT64_MAX:
+            raise too_big(INT64_MAX)
         return value
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise bad("a finite number")
+        if abs(value) > FLOAT32_MAX:
+            raise too_big(f"{FLOAT32_MAX:.4g}")
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
@@ -333,7 +353,21 @@ def check_type(key, value, default, origin="config"):
     return value
 
 
+def _dated(value):
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime.datetime is a date
+        return True
+    if isinstance(value, (list, tuple, dict)):
+        return any(_dated(v) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def validate(cfg):
+    name = cfg["experiment"]["name"]
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise UserError(f"experiment.name = {name!r} must be a plain folder name (no /, \\, NUL, not . or ..): "
+                        "runs go to <log.dir>/<experiment.name>/")
+    if "\0" in cfg["log"]["dir"]:
+        raise UserError(f"log.dir = {cfg['log']['dir']!r} contains a NUL character; pick another with --logdir PATH")
     for key, choices in CHOICES.items():
         sec, k = key.split(".")
         if k in cfg[sec] and cfg[sec][k] not in choices:
@@ -351,8 +385,9 @@ def validate(cfg):
     if size and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)):
         raise UserError(f"data.image_size = {size} must be [height, width] in pixels, or [] to keep the size")
     ms = cfg["train"]["milestones"]
-    if not all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in ms):
-        raise UserError(f"train.milestones = {ms} must be a list of positive epoch numbers, e.g. [30, 60]")
+    if not all(isinstance(m, (int, float)) and not isinstance(m, bool) and 0 < m < 2**31 for m in ms):
+        raise UserError(f"train.milestones = {ms} must be a list of positive epoch numbers (below 2**31), "
+                        "e.g. [30, 60]")
     t = cfg["train"]
     if t["warmup_epochs"] and t["schedule"] != "cosine":
         raise UserError(f"train.warmup_epochs = {t['warmup_epochs']} works with train.schedule = 'cosine' only; "

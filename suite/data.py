@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import os
 import pathlib
+import tokenize
 import zipfile
 import zlib
 
@@ -16,6 +17,7 @@ from .errors import UserError
 KERAS_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 NAMES = ("digits",) + KERAS_SETS
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_CLASSES = 2**16
 # Class names of the known sets, in label order (the Keras files carry only ids). `suite predict` prints them.
 CLASS_NAMES = {
     "fashion_mnist": ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -119,7 +121,11 @@ def _npz(path, name):
             arrays = [f[k] for k in NPZ_KEYS]
     except UserError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError) as e:
+    except MemoryError as e:  # a header claiming a huge shape (corrupt), or a data set too large for this machine
+        raise UserError(f"{path} holds an array too large for this machine's memory ({e}); use a smaller data set, "
+                        "or re-create the file if it is corrupt") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError, SyntaxError,
+            tokenize.TokenError) as e:  # SyntaxError, TokenError: a .npy header NumPy cannot parse
         why = " ".join(f"{type(e).__name__}: {e}".split())[:200]  # truncated or corrupt: zip, zlib or .npy errors
         raise UserError(f"{path} is not a readable .npz file ({why}); re-download or re-create it") from None
     return _arrays(name, *arrays)
@@ -129,6 +135,9 @@ def _arrays(name, xtr, ytr, xte, yte):
     xtr, xte = _nhwc(xtr, name), _nhwc(xte, name)
     ytr, yte = _labels(ytr, name), _labels(yte, name)
     n = int(max(ytr.max(initial=0), yte.max(initial=0))) + 1
+    if n > MAX_CLASSES:  # the classifier gets one output per id up to the largest: 2**31 of them exhaust any memory
+        raise UserError(f"{name}: labels go up to {n - 1}, which would make {n:,} classes (at most {MAX_CLASSES:,}); "
+                        "labels must be class ids 0..num_classes-1: renumber them")
     n = {"cifar100": 100}.get(name, max(n, 2))
     names = CLASS_NAMES.get(name, [])
     return Data(name, xtr, ytr, xte, yte, n, names if len(names) == n else [str(i) for i in range(n)])
