@@ -103,18 +103,22 @@ def prepare(cfg):
                 device=device, effective=eff)
 
 
-def datasets(cfg, parts, raw=None, epoch=0, skip=0):
+def datasets(cfg, parts, raw=None, epoch=0, skip=0, stats=None):
     """The train/val/test tf.data pipelines `run` feeds, and the channel statistics. raw (default: what
     data.augment_on decided): ship raw pixels for the model's Augment layer (suite/augment.py). epoch, skip: the
-    training stream's epoch (an int or a tf.Variable) and first batch (see pipeline.make)."""
+    training stream's epoch (an int or a tf.Variable) and first batch (see pipeline.make). stats: an earlier call's
+    (mean, std, pca), not computed over the training images again."""
     from . import optim, pipeline
 
     d, t = cfg["data"], cfg["train"]
     data, shape = parts["data"], parts["shape"]
     (xtr, ytr), (xva, yva) = parts["train"], parts["val"]
     raw = parts["effective"]["augment_on"] == "device" if raw is None else raw
-    mean, std = pipeline.channel_stats(xtr, shape[2])
-    pca = pipeline.colour_pca(xtr, shape[2]) if d.get("pca_colour", 0.0) > 0 else None  # None: not 3 channels
+    if stats is None:
+        mean, std = pipeline.channel_stats(xtr, shape[2])
+        pca = pipeline.colour_pca(xtr, shape[2]) if d.get("pca_colour", 0.0) > 0 else None  # None: not 3 channels
+    else:
+        mean, std, pca = stats
     n_out = len(parts["model"].outputs)
     common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
                   num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw)
@@ -373,7 +377,7 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None)
         unlock(fd)
 
 
-def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, rss0=None, preempt=None):
+def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, preempt):
     import keras
     import tensorflow as tf
 
@@ -430,7 +434,6 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, r
         best = cb.BestCheckpoint(run_dir / "best.keras", monitor)
         cbs.append(best)
         stateful["best_checkpoint"] = (best, ["best"])
-    preempt = preempt or cb.Preemption(resume_hint())
     backup = cb.Backup(run_dir / "backup", steps=steps, restore=done, stateful=stateful, stop=stop,
                        every=config.parse_every(cfg["log"].get("backup_every", "epoch")), preempt=preempt,
                        position=position)
@@ -443,14 +446,14 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer=None, r
                                history=backup.history))
     if timer is not None:
         cbs.append(timer)
-    cbs += [cb.FaultSteps(), preempt]
+    cbs += ([cb.FaultSteps()] if os.environ.get("SUITE_FAULT") else []) + [preempt]  # the tests' kills
     verbose = t["verbose"]
     calls = cb.Segments(cbs, model=model, epochs=t["epochs"], steps=steps, verbose=verbose)
     fit = dict(validation_data=val_ds, callbacks=calls, verbose=verbose, shuffle=False)  # tf.data shuffles
     preempt.training = True
     if start_step:  # the rest of the interrupted epoch: its own stream from the batch it stopped at
         position.offset, position.seconds = start_step, float(done.get("seconds", 0.0))
-        rest = datasets(cfg, parts, epoch=start_epoch, skip=start_step)["train"]
+        rest = datasets(cfg, parts, epoch=start_epoch, skip=start_step, stats=(mean, std, ds["pca"]))["train"]
         # Keras (TF backend) creates the compiled metrics' variables at the first step; the committed running
         # sums go into them before it (cb.Backup.on_epoch_begin), so build them now, as Keras' own distributed
         # path does (a private method: Keras has no public one for this)
