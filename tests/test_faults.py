@@ -4,7 +4,9 @@ of an uninterrupted run (--deterministic, CPU). Damaged backups fall back to the
 line and leave the directory as it was. The faults come from SUITE_FAULT (suite/callbacks.py `_fault`), so each
 lands at a known point; one test also sends SIGTERM from outside, as a preempting scheduler does."""
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -47,11 +49,28 @@ def exp(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(exp, tmp_path_factory):
-    """The uninterrupted run's results.json."""
+    """The uninterrupted run's results.json (run in this process: no TensorFlow start-up of its own; the resumes
+    below, in processes of their own and in this one, must match it either way)."""
     logs = tmp_path_factory.mktemp("reference")
-    r = run_cli("run", exp, "--logdir", logs)
-    assert r.returncode == 0, r.stderr[-3000:]
+    code, _, err = _main(["run", str(exp), "--logdir", str(logs)])
+    assert code == 0, err[-3000:]
     return _results(logs)
+
+
+def _main(argv):
+    """`python -m suite <argv>` in this process: (exit status, stdout, stderr). Switches TensorFlow's op
+    determinism (which train.deterministic turns on for the rest of the process) off again afterwards."""
+    from suite import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+    finally:
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
+    return code, out.getvalue(), err.getvalue()
 
 
 def _results(logs):
@@ -90,8 +109,8 @@ def test_killed_at_many_points_resumes_exactly(exp, reference, tmp_path):
         assert len(_commits(logs)) <= 2  # the newest commit and the one before
         state = json.loads((run_dir / "backup" / _commits(logs)[-1] / "state.json").read_text())
         resumed_at.append((state["epoch"], state["step"]))
-    r = _run(exp, logs)
-    assert r.returncode == 0, r.stderr[-3000:]
+    code, _, err = _main(["run", str(exp), "--logdir", str(logs)])  # the same command, in this process
+    assert code == 0, err[-3000:]
     res = _results(logs)
     _same_as(res, reference)
     assert res["resumed_from_epoch"] == 3  # the last kill came after all epochs were committed
@@ -126,9 +145,9 @@ def test_signal_commits_at_the_next_step_and_exits(exp, reference, tmp_path, act
     assert _commits(logs) == ["epoch-00001", "epoch-00001-step-0000016"]  # the call after the signal
     if action == "int":
         return  # resuming is the same as after SIGTERM
-    r = run_cli("run", exp, "--logdir", logs, *epoch_only, env={"SUITE_FAULT": ""})
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "after batch 16 of epoch 2" in r.stdout, r.stdout
+    code, out, err = _main(["run", str(exp), "--logdir", str(logs), *epoch_only])  # the same command, in here
+    assert code == 0, err[-3000:]
+    assert "after batch 16 of epoch 2" in out, out
     _same_as(_results(logs), reference)
 
 

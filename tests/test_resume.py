@@ -73,6 +73,17 @@ def _steps(run_dir, sub, tag):
     return steps
 
 
+def _cli_here(capsys, *args):
+    """`python -m suite ...` in this process (TensorFlow is already loaded: no start-up of its own); the kills
+    above need a process of their own, the commands after them do not. Returns (exit status, stdout, stderr)."""
+    from suite import cli
+
+    capsys.readouterr()
+    code = cli.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def _experiment(path, epochs=EPOCHS):
     path.write_text(EXPERIMENT.format(epochs=epochs, lr=LR, decay=DECAY))
     return path
@@ -116,7 +127,7 @@ def _check_finished(run_dir, resumed_from, epochs=EPOCHS):
     return res
 
 
-def test_sigkill_mid_training_then_resume(tmp_path):
+def test_sigkill_mid_training_then_resume(tmp_path, capsys):
     exp = _experiment(tmp_path / "resume.toml")
     logs = tmp_path / "logs"
     p = _start(exp, logs)
@@ -137,21 +148,22 @@ def test_sigkill_mid_training_then_resume(tmp_path):
         f.write(b"\x20\x00\x00\x00\x00\x00\x00\x00torn")
 
     # `suite list --runs` tells it is unfinished
-    ls = run_cli("list", "--runs", "--logdir", logs)
-    assert ls.returncode == 0 and "incomplete" in ls.stdout and f"{before}/{EPOCHS}" in ls.stdout, ls.stdout
+    code, out, _ = _cli_here(capsys, "list", "--runs", "--logdir", logs)
+    assert code == 0 and "incomplete" in out and f"{before}/{EPOCHS}" in out, out
 
-    again = run_cli("run", exp, "--logdir", logs)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resuming {run_dir} after epoch {before} of {EPOCHS}" in again.stdout
+    code, out, err = _cli_here(capsys, "run", exp, "--logdir", logs)
+    assert code == 0, err[-3000:]
+    assert f"resuming {run_dir} after epoch {before} of {EPOCHS}" in out
     assert runs() == [run_dir], "the rerun must continue the same run directory"
     res = _check_finished(run_dir, before)
     assert res["resumed"] and res["resumed_from_epoch"] == before
-    assert "complete" in run_cli("list", "--runs", "--logdir", logs).stdout
+    code, out, _ = _cli_here(capsys, "list", "--runs", "--logdir", logs)
+    assert code == 0 and "complete" in out and "incomplete" not in out, out
     print(f"killed after epoch {before}/{EPOCHS}; resumed run trained {res['epochs_run_now']} more; "
           f"TensorBoard steps {_steps(run_dir, 'train', 'epoch_loss')}")
 
 
-def test_sigkill_before_first_epoch_then_restart(tmp_path):
+def test_sigkill_before_first_epoch_then_restart(tmp_path, capsys):
     exp = _experiment(tmp_path / "resume.toml", epochs=3)
     logs = tmp_path / "logs"
     p = _start(exp, logs)
@@ -159,8 +171,9 @@ def test_sigkill_before_first_epoch_then_restart(tmp_path):
     _kill_when(p, lambda: list(logs.glob("resume/*/train/events.out.tfevents.*")))
     (run_dir,) = list((logs / "resume").glob("*"))
     assert _committed(run_dir) == 0
-    again = run_cli("run", exp, "--logdir", logs)
-    assert again.returncode == 0, again.stderr[-3000:]
+    code, out, err = _cli_here(capsys, "run", exp, "--logdir", logs)
+    assert code == 0, err[-3000:]
+    assert f"restarting {run_dir}: it stopped before its first commit" in out, out
     assert list((logs / "resume").glob("*")) == [run_dir]
     _check_finished(run_dir, 0, epochs=3)
 

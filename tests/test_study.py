@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 from suite import cli
 from suite.studies import spec, study, verdict
 
@@ -183,10 +183,10 @@ def test_kill_9_mid_study_then_the_same_command_trains_only_what_is_missing(tmp_
     finished = {d: (d / "results.json").stat().st_mtime_ns for d in done}
     assert len(finished) < 4 and not (root / "study.json").exists()
 
-    r = run_cli("study", path, "--logdir", logs)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert r.stdout.count("done earlier") == len(finished) and r.stdout.count("resumed") == 1, r.stdout
-    assert r.stdout.count("trained") == 4 - len(finished) - 1, r.stdout
+    rc, out, err = main("study", path, "--logdir", logs)  # the same command, in this process (no TF start-up)
+    assert rc == 0, out[-3000:] + err[-3000:]
+    assert out.count("done earlier") == len(finished) and out.count("resumed") == 1, out
+    assert out.count("trained") == 4 - len(finished) - 1, out
     runs = sorted(root.glob("*/seed-*"))
     assert len(runs) == 4, runs  # the interrupted run was continued in its directory, not started beside it
     for d, mtime in finished.items():
@@ -196,7 +196,7 @@ def test_kill_9_mid_study_then_the_same_command_trains_only_what_is_missing(tmp_
         assert res["status"] == "complete" and len(res["history"]["loss"]) == 2, (d, res["history"])
         if d == running[0]:  # continued from its last commit
             assert res["resumed"] and res["resumed_from_epoch"] >= 1, res
-    assert running[0] in runs and f"{running[0]}" in next(line for line in r.stdout.splitlines() if "resumed" in line)
+    assert running[0] in runs and f"{running[0]}" in next(line for line in out.splitlines() if "resumed" in line)
     s = json.loads((root / "study.json").read_text())
     assert set(s["values"]) == {"a", "b"} and all(len(v) == 2 for v in s["values"].values()), s["values"]
 
