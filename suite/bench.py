@@ -68,6 +68,7 @@ def bench_config(cfg, steps, epochs, logdir):
     c["data"]["val_split"] = 0.0
     c["train"]["epochs"] = 1 + epochs
     c["log"]["dir"] = str(logdir)
+    c["train"]["distribute"] = "none"  # the rows compare one device's rates (several: `suite run --distribute`)
     if steps:
         c["data"]["limit"] = steps * c["train"]["batch_size"]
     return c

@@ -16,6 +16,7 @@ work; the ones here add what Keras lacks, chiefly runs that can be interrupted a
 - `BestCheckpoint` writes best.keras atomically (Keras' ModelCheckpoint writes in place).
 """
 
+import contextlib
 import json
 import math
 import os
@@ -88,17 +89,22 @@ class GradientNorms(keras.callbacks.Callback):
     training untouched: BatchNorm statistics and random-seed states are restored after it. Must come before the
     TensorBoard callback. TensorFlow only (GradientTape); on another backend it logs nothing."""
 
-    def __init__(self, batch_ds, log_dir):
+    def __init__(self, batch_ds, log_dir, probe=None):
         super().__init__()
         self.batch_ds, self.log_dir = batch_ds, str(log_dir)
+        self.probe = probe  # data parallel: the process's own copy of the network (LocalEval keeps it current)
         self.batch, self.kernels, self.writer = None, [], None
+
+    @property
+    def net(self):
+        return self.probe if self.probe is not None else self.model
 
     def on_train_begin(self, logs=None):
         if keras.backend.backend() != "tensorflow":
             return
         import tensorflow as tf
 
-        self.kernels = kernel_layers(self.model)
+        self.kernels = kernel_layers(self.net)
         for x, y in self.batch_ds.take(1):
             self.batch = (x, y)
         if self.kernels and self.batch is not None:
@@ -111,7 +117,7 @@ class GradientNorms(keras.callbacks.Callback):
         default 1e-4 is about as large as the whole data gradient of a sigmoid net's first conv)."""
         import tensorflow as tf
 
-        model, (x, y) = self.model, self.batch
+        model, (x, y) = self.net, self.batch
         opt = model.optimizer
         scale = 1.0  # mixed_float16: differentiate the scaled loss as training does, so small gradients survive
         if opt is not None and hasattr(opt, "scale_loss"):
@@ -217,16 +223,19 @@ class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model to `path` (atomically) whenever `monitor` reaches a new maximum. `best` is part of
     the backup state, so a resumed run does not overwrite a better model with a worse one."""
 
-    def __init__(self, path, monitor):
+    def __init__(self, path, monitor, source=None, local=None):
         super().__init__()
         self.path, self.monitor, self.best = pathlib.Path(path), monitor, -math.inf
+        self.source = source  # data parallel: the process's own copy (LocalEval keeps it current)
+        self.local = local or contextlib.nullcontext  # distribute.Plan.local: a save of this process alone
 
     def on_epoch_end(self, epoch, logs=None):
         v = (logs or {}).get(self.monitor)
         if v is None or not math.isfinite(float(v)) or float(v) <= self.best:
             return
         self.best = float(v)
-        save_model(self.model, self.path)
+        with self.local():
+            save_model(self.source if self.source is not None else self.model, self.path)
 
 
 class TensorBoard(keras.callbacks.TensorBoard):
@@ -248,6 +257,33 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
 COMMIT_FORMAT = 2
 ARRAYS = "arrays.npz"  # random-number generator states, and mid-epoch the running metric sums
+
+
+class LocalEval(keras.callbacks.Callback):
+    """Data parallel (suite/distribute.py): validation on this process's own copy of the network (runner.local_copy)
+    on one device, put into the epoch logs as Keras' validation puts it (val_loss, val_accuracy, ...). Exact for
+    any number of examples (a batch sharded over D devices must divide by D) and needs no other process. Keeps the
+    copy's weights those of the training (BestCheckpoint, GradientNorms, the test read them). First in the list."""
+
+    def __init__(self, copy, val_ds, local):
+        super().__init__()
+        self.copy, self.val_ds, self.local = copy, val_ds, local
+
+    def sync(self):
+        weights = self.model.get_weights()  # replicated: every process holds them whole
+        with self.local():
+            self.copy.set_weights(weights)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.sync()
+        if self.val_ds is None or logs is None:
+            return
+        with self.local():
+            res = self.copy.evaluate(self.val_ds, verbose=0, return_dict=True)
+        logs.update({f"val_{k}": float(v) for k, v in res.items()})
+
+    def on_train_end(self, logs=None):
+        self.sync()
 
 
 class Position:
@@ -365,8 +401,10 @@ class Backup(keras.callbacks.Callback):
     diverged is not committed. Keras' BackupAndRestore commits only between epochs and writes in place."""
 
     def __init__(self, backup_dir, *, steps, restore=None, stateful=None, stop=None, every=None, preempt=None,
-                 position=None):
+                 position=None, write=True, local=None):
         super().__init__()
+        # write=False (a data-parallel process other than the chief): restores, never writes; local: Plan.local
+        self.write, self.local = write, local or contextlib.nullcontext
         self.dir = pathlib.Path(backup_dir)
         self.steps, self.restore, self.stateful, self.stop = steps, restore, stateful or {}, stop
         self.every, self.preempt, self.position = every, preempt, position or Position()
@@ -377,7 +415,7 @@ class Backup(keras.callbacks.Callback):
         self.at = None  # (epoch, batch) of the newest commit this process wrote
 
     def on_train_begin(self, logs=None):
-        if self.dir.is_dir():
+        if self.write and self.dir.is_dir():
             for p in self.dir.glob(".tmp-*"):  # a commit that a kill interrupted
                 shutil.rmtree(p, ignore_errors=True)
         state = self.restore
@@ -437,6 +475,13 @@ class Backup(keras.callbacks.Callback):
         self.commit(epoch + 1, 0)
 
     def commit(self, epoch, step):
+        if not self.write:  # the chief commits this point (Preemption reads `at`)
+            self.last, self.at = (step, time.monotonic()), (epoch, step)
+            return
+        with self.local():
+            self._commit(epoch, step)
+
+    def _commit(self, epoch, step):
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".tmp-{epoch}-{step}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -714,8 +759,10 @@ class RunSummaries(keras.callbacks.Callback):
     which the HParams dashboard shows as columns beside those of train/ and validation/."""
 
     def __init__(self, run_dir, cfg, *, train_ds=None, test=None, mean=None, std=None, class_names=None,
-                 stop=None, hparams=True, history=None):
+                 stop=None, hparams=True, history=None, predictor=None, local=None):
         super().__init__()
+        self.predictor = predictor  # data parallel: the process's own copy of the network predicts the test set
+        self.local = local or contextlib.nullcontext
         self.history = history  # Backup.history: every epoch's logs, those before a resume included
         self.run_dir, self.cfg, self.train_ds = str(run_dir), cfg, train_ds
         self.test = test  # (dataset, integer labels in the dataset's order)
@@ -782,7 +829,8 @@ class RunSummaries(keras.callbacks.Callback):
             if self.test is None:
                 return
             ds, labels = self.test
-            probs = self.model.predict(ds, verbose=0)
+            with self.local():
+                probs = (self.predictor if self.predictor is not None else self.model).predict(ds, verbose=0)
             if isinstance(probs, (list, tuple)):  # auxiliary heads: the first output is the classifier
                 probs = probs[0]
             probs = keras.ops.convert_to_numpy(probs)

@@ -37,6 +37,8 @@ def flag_overrides(a):
                       ("lr", "train.lr"), ("seed", "train.seed"), ("logdir", "log.dir")):
         if getattr(a, flag, None) is not None:
             extra[key] = getattr(a, flag)
+    if getattr(a, "distribute", None) is not None:
+        extra["train.distribute"] = a.distribute
     if getattr(a, "deterministic", False):
         extra["train.deterministic"] = True
     if getattr(a, "profile", False):
@@ -47,8 +49,11 @@ def flag_overrides(a):
 def cmd_run(a):
     from . import config, runner
 
+    from . import distribute
+
+    cluster = distribute.cluster(a.coordinator, a.num_processes, a.process_id)  # None: this process alone
     cfg = config.resolve(a.target, a.set, flag_overrides(a))
-    r = runner.run(cfg, fresh=a.fresh)
+    r = runner.run(cfg, fresh=a.fresh, cluster=cluster)
     return errors.EXIT_DIVERGED if r["status"] == "diverged" else errors.EXIT_OK
 
 
@@ -220,6 +225,15 @@ def parser():
     r.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
     r.add_argument("--profile", action="store_true",
                    help="profile a few training steps for TensorBoard's Profile tab (input-pipeline analysis)")
+    r.add_argument("--distribute", choices=("auto", "none", "data_parallel"),
+                   help="data_parallel: split each batch (the global batch) over every device of every process; "
+                   "auto (default): so when there is more than one GPU/TPU (train.distribute)")
+    r.add_argument("--coordinator", metavar="HOST:PORT", help="several hosts (JAX backend): process 0's address, "
+                   "the same on every host (or KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    r.add_argument("--num-processes", type=int, metavar="N", help="several hosts: how many processes in all "
+                   "(or KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    r.add_argument("--process-id", type=int, metavar="I", help="several hosts: this process's number, 0 … N-1; "
+                   "0 writes the run directory (or KERAS_DISTRIBUTION_PROCESS_ID)")
     r.set_defaults(fn=cmd_run)
 
     be = sub.add_parser("bench", help="images/s of the input pipeline, the model step, the whole run and plain "

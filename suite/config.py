@@ -72,6 +72,9 @@ DEFAULTS = {
         "jit_compile": "auto",
         "steps_per_execution": "auto",  # auto: 32 steps per call on a GPU/TPU, 8 on a CPU (suite/hardware.py)
         "verbose": 1,  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+        # several devices (suite/distribute.py): "data_parallel" splits each batch (batch_size is the global batch)
+        # over every device of every process; "auto" does so when there is more than one GPU/TPU; "none": one device
+        "distribute": "auto",
     },
     # the final test figure (and `suite eval`'s default): test-time augmentation averaged over views, as the papers
     # evaluated (suite/evaluate.py): none | flip (image + mirror) | 10crop (AlexNet: 4 corners + centre, mirrored)
@@ -127,6 +130,7 @@ CHOICES = {
     "eval.tta": ("none", "flip", "10crop"),
     "train.jit_compile": ("auto", True, False),
     "train.verbose": (0, 1, 2),
+    "train.distribute": ("auto", "none", "data_parallel"),
     "data.channels": (0, 1, 3),
     "model.padding": ("same", "valid"),
     "model.pooling": ("max", "avg"),  # lenet5, exercise2_cnn, allcnn

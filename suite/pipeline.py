@@ -111,12 +111,13 @@ def epoch_keys(seed, epoch):
 
 
 def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_classes=None,
-         one_hot=False, n_outputs=1, raw=False, pca=None, epoch=0, skip=0):
+         one_hot=False, n_outputs=1, raw=False, pca=None, epoch=0, skip=0, drop_remainder=False):
     """A tf.data.Dataset of (image, label) batches shaped for a network with input `shape` (H, W, C).
     raw: ship unnormalised, unaugmented pixels in `raw_format` (the model augments and normalises).
     pca: colour_pca's (eigenvalues, eigenvectors) for data.pca_colour's colour noise (training, 3 channels).
     Training: the batches of epoch `epoch` (an int, or a tf.Variable read whenever an iteration starts: Keras
-    iterates the dataset afresh every epoch and the runner sets the variable first), from batch `skip` on."""
+    iterates the dataset afresh every epoch and the runner sets the variable first), from batch `skip` on.
+    drop_remainder: training ends each epoch at the last full batch (data parallel on JAX, suite/distribute.py)."""
     h, w, c = shape
     s = scale_of(x)
     raw_uint8 = raw and raw_format(x, shape)[0] == "uint8"
@@ -152,7 +153,7 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
     if data_cfg["cache"]:
         base = base.cache()  # shared by every epoch's stream below
     n = len(x)
-    steps = -(-n // batch_size)
+    steps = n // batch_size if training and drop_remainder else -(-n // batch_size)
     augmenting = training and (crop or flip or pca is not None) and not raw
 
     def one_epoch(_):
@@ -172,7 +173,7 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
             ds = tf.data.Dataset.zip(ds, seeds).map(
                 lambda xy, sd: (augment(xy[0][None], sd, crop, flip, pca, sigma)[0], xy[1]),
                 num_parallel_calls=AUTOTUNE)
-        ds = ds.batch(batch_size)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         if augmenting and data_cfg["batched_augment"]:
             seeds = tf.data.Dataset.range(skip, steps).map(lambda b: tf.stack([aug_key, b]))
             ds = tf.data.Dataset.zip(ds, seeds).map(

@@ -21,9 +21,12 @@ def import_tensorflow():
     os.dup2(null, 2)
     try:
         import tensorflow as tf
-
-        tf.constant(0.0) + 0  # the first op initialises the devices (and logs the missing CUDA driver)
         import keras  # noqa: F401
+
+        from .distribute import split_cpu
+
+        split_cpu()  # SUITE_CPU_DEVICES: before the devices exist
+        tf.constant(0.0) + 0  # the first op initialises the devices (and logs the missing CUDA driver)
     finally:
         os.dup2(saved, 2)
         os.close(saved)

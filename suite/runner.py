@@ -49,6 +49,7 @@ def config_hash(cfg):
     c.pop("tune", None)  # the search space does not change what `run` trains
     c.pop("eval", None)  # nor does how the test set is evaluated
     c["log"].pop("backup_every", None)  # nor how often its state is committed
+    c["train"].pop("distribute", None)  # nor on how many devices: a run resumes on other hardware
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -68,8 +69,9 @@ def prepare(cfg):
     import keras
     import numpy as np
 
-    from . import hardware, optim, registry
+    from . import distribute, hardware, optim, registry
 
+    distribute.initialize()  # SUITE_CPU_DEVICES, before anything touches a device
     d, t, m = cfg["data"], cfg["train"], cfg["model"]
     data = data_mod.load(d["name"])
     xtr, ytr, xva, yva = data_mod.split(data, d["val_split"], d["split_seed"])
@@ -84,9 +86,14 @@ def prepare(cfg):
     if t["label_smoothing"] and not optim.one_hot(t):
         raise UserError("train.label_smoothing needs one-hot targets: also set train.loss=categorical_crossentropy")
 
-    steps = -(-len(xtr) // t["batch_size"])
+    plan = distribute.plan(cfg)  # one device, or data parallel over several (suite/distribute.py)
+    b = t["batch_size"]
+    steps = len(xtr) // b if plan.drop_remainder else -(-len(xtr) // b)
+    if steps == 0:
+        raise UserError(f"train.batch_size {b} is more than the {len(xtr)} training examples, and data parallel "
+                        f"training on JAX trains full batches only: use --batch-size {len(xtr)} or less")
     device = hardware.accelerator()
-    eff = hardware.effective(cfg, steps, device)  # every "auto" setting decided for this machine
+    eff = plan.settle(hardware.effective(cfg, steps, device), t)  # every "auto" setting decided for this machine
     keras.config.set_dtype_policy(eff["precision"])
     keras.utils.set_random_seed(t["seed"])
     if t["deterministic"] and keras.backend.backend() == "tensorflow":
@@ -94,13 +101,19 @@ def prepare(cfg):
 
         tf.config.experimental.enable_op_determinism()
     kw = {k: v for k, v in m.items() if k != "name"}
+    plan.activate()  # the caller deactivates it when the run ends (run(), bench)
     try:
-        model = registry.build(m["name"], shape, data.num_classes, **kw)
+        with plan.scope():
+            model = registry.build(m["name"], shape, data.num_classes, **kw)
+        check_shapes(model, m["name"], shape)
     except ValueError as e:
+        plan.deactivate()
         raise build_error(e, m["name"], shape) from None
-    check_shapes(model, m["name"], shape)
+    except BaseException:
+        plan.deactivate()
+        raise
     return dict(data=data, train=(xtr, ytr), val=(xva, yva), shape=shape, model=model, steps=steps,
-                device=device, effective=eff)
+                device=device, effective=eff, plan=plan)
 
 
 def datasets(cfg, parts, raw=None, epoch=0, skip=0, stats=None):
@@ -122,8 +135,11 @@ def datasets(cfg, parts, raw=None, epoch=0, skip=0, stats=None):
     n_out = len(parts["model"].outputs)
     common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
                   num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw)
+    plan = parts["plan"]
+    train = pipeline.make(xtr, ytr, training=True, n_outputs=n_out, pca=pca, epoch=epoch, skip=skip,
+                          drop_remainder=plan.drop_remainder, **common)
     return dict(
-        train=pipeline.make(xtr, ytr, training=True, n_outputs=n_out, pca=pca, epoch=epoch, skip=skip, **common),
+        train=plan.local_part(train),  # several processes: each its slice of every global batch
         val=pipeline.make(xva, yva, training=False, n_outputs=n_out, **common) if len(xva) else None,
         test=pipeline.make(data.x_test, data.y_test, training=False, **common),
         mean=mean, std=std, raw=raw, pca=pca)
@@ -341,19 +357,64 @@ def unlock(fd):
         os.close(fd)
 
 
-def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None):
+def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None, cluster=None):
     """Train and evaluate one configuration. Returns the results dict (also in results.json).
 
     run_dir: use this directory (e.g. a tuner trial's) instead of logs/<experiment>/<run-id>/; an
     unfinished run there is resumed. callbacks: extra Keras callbacks (e.g. a tuner's). timer: a callback put
     after all the others (suite.bench's epoch timer, so an epoch's time includes every callback's work).
+    cluster: distribute.cluster()'s, to train as one of several processes (every process calls run alike).
 
     Crash safety (kill -9 at any moment): every epoch end flushes TensorBoard, saves best.keras atomically
     and then commits the backup atomically (callbacks.Backup); a rerun of the same command finds the
     unfinished directory, drops TensorBoard points past the last commit and continues from there."""
+    from . import distribute
+
     t_start = time.time()
     rss0 = memory.start()  # the run's peak host memory is measured from here (suite/memory.py)
+    if cluster and cluster["processes"] > 1 and cfg["train"].get("distribute") == "none":
+        raise UserError(f"train.distribute none cannot train as one of {cluster['processes']} processes; drop "
+                        "--num-processes/--coordinator, or use --distribute data_parallel")
+    distribute.initialize(cluster)  # join the other processes before anything touches a device
     parts = prepare(cfg)  # every input check: nothing has been written yet
+    plan = parts["plan"]
+    fd = None
+    try:
+        if plan.chief:
+            try:
+                run_dir, resumed, fd, done = _claim(cfg, parts, run_dir, fresh, echo)
+            except UserError as e:
+                plan.share({"error": str(e)})  # the other processes stop with the same line
+                raise
+            plan.share({"run_dir": str(run_dir), "resumed": resumed, "done": done})
+        else:  # the chief's directory and restore point
+            got = plan.share(None)
+            if "error" in got:
+                raise UserError(got["error"])
+            run_dir, resumed, done = pathlib.Path(got["run_dir"]), got["resumed"], got["done"]
+        from . import callbacks as cb
+
+        seen = done is None or (pathlib.Path(done["path"]) / cb.WEIGHTS).is_file()
+        if not plan.agree(seen):  # every host must read the chief's backup to resume from it
+            raise UserError(f"a process cannot read the backup {done['path']} that process 0 resumes from: every "
+                            "host must see the log directory at the same path (a shared filesystem), "
+                            "e.g. --logdir /shared/logs")
+        if not plan.chief:
+            echo(f"process {plan.process_id} of {plan.processes}: training with process 0, which writes {run_dir}")
+        # SIGTERM / Ctrl-C: during training, commit at the next step and stop (exit 143 / 130); before and after
+        # it (data, the final test), stop at once: every file is written atomically
+        with cb.Preemption(resume_hint()) as preempt:
+            return _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, rss0, preempt)
+    finally:
+        unlock(fd)
+        plan.deactivate()
+
+
+def _claim(cfg, parts, run_dir, fresh, echo):
+    """The chief's run directory, created and locked, and the state it resumes from:
+    (run_dir, resumed, lock fd, restore point or None)."""
+    from . import callbacks as cb
+
     shown = run_dir
     if run_dir is None:
         run_dir, resumed = run_dir_for(cfg, fresh)
@@ -366,18 +427,16 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None)
     check_writable(run_dir, need_bytes=20 * params + 20_000_000, shown=shown)
     make_dir(run_dir)
     fd = lock(run_dir)
-    from . import callbacks as cb
-
     try:
-        # SIGTERM / Ctrl-C: during training, commit at the next step and stop (exit 143 / 130); before and after
-        # it (data, the final test), stop at once: every file is written atomically
-        with cb.Preemption(resume_hint()) as preempt:
-            return _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, preempt)
-    finally:
+        # the state to resume from, checked before anything in the directory changes (all damaged: one line, exit 2)
+        done = cb.restore_point(run_dir / "backup", echo) if resumed else None
+    except BaseException:
         unlock(fd)
+        raise
+    return run_dir, resumed, fd, done
 
 
-def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, preempt):
+def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, rss0, preempt):
     import keras
     import tensorflow as tf
 
@@ -386,13 +445,13 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, 
 
     t = cfg["train"]
     steps = parts["steps"]
-    # the state to resume from, checked before anything in the directory changes (all damaged: one line, exit 2)
-    done = cb.restore_point(run_dir / "backup", echo) if resumed else None
+    plan = parts["plan"]
+    chief = plan.chief  # the one process that writes (suite/distribute.py)
     start_epoch, start_step = (done["epoch"], done.get("step", 0)) if done else (0, 0)
     if start_step >= steps:  # not with the same settings (the batch size is in the config hash); to be safe
         start_step = 0
     resumed_at = (start_epoch, start_step)
-    if resumed:
+    if resumed and chief:
         for p in run_dir.glob(".*.tmp*"):  # a model or JSON file whose atomic write a kill interrupted
             if p.is_file():
                 p.unlink()
@@ -402,15 +461,19 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, 
             echo(f"resuming {run_dir} after {where} of {t['epochs']} (use --fresh to start over)")
         else:
             echo(f"restarting {run_dir}: it stopped before its first commit")
-    write_json(run_dir / CONFIG, cfg)
+    if chief:
+        write_json(run_dir / CONFIG, cfg)
 
     data, shape = parts["data"], parts["shape"]
     xtr = parts["train"][0]
     epoch_var = tf.Variable(start_epoch, dtype=tf.int64, trainable=False)  # set by cb.SetEpoch at each epoch start
     ds = datasets(cfg, parts, epoch=epoch_var)
     train_ds, val_ds, test_ds, mean, std = ds["train"], ds["val"], ds["test"], ds["mean"], ds["std"]
-    model = compile_model(on_device(cfg, parts, ds), cfg, parts)
+    with plan.scope():
+        model = compile_model(on_device(cfg, parts, ds), cfg, parts)
     n_out = len(model.outputs)
+    # data parallel: validation, the test and the saved models use this process's own copy (cb.LocalEval)
+    copy = local_copy(cfg, parts, ds) if plan.parallel else None
 
     position = cb.Position()
     stop = cb.StopOnNaN(position)
@@ -418,38 +481,44 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, 
     if n_out > 1:
         monitor = monitor.replace("accuracy", "predictions_accuracy")
     stateful = {}
-    grads = ([cb.GradientNorms(first_batch(cfg, parts, ds), run_dir / "gradients")]
-             if cfg["log"].get("grad_norms") else [])  # before TensorBoard and Backup: its logs are recorded
+    grads = ([cb.GradientNorms(first_batch(cfg, parts, ds), run_dir / "gradients", probe=copy)]
+             if cfg["log"].get("grad_norms") and chief else [])  # before TensorBoard and Backup: its logs are recorded
+    verbose = t["verbose"] if chief else 0  # one progress bar, the chief's
     cbs = ([cb.SetEpoch(epoch_var), stop, cb.EpochStats(len(xtr), position), cb.LearningRateLogger()] + grads
-           + ([cb.Progbar(position)] if t["verbose"] else []))
+           + ([cb.Progbar(position)] if verbose else []))
     if t["schedule"] == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor.replace("accuracy", "loss"), factor=t["decay"],
-                                                    patience=t["patience"], min_lr=t["min_lr"], verbose=1)
+                                                    patience=t["patience"], min_lr=t["min_lr"], verbose=verbose)
         cbs.insert(0, plateau)
         stateful["plateau"] = (plateau, ["best", "wait", "cooldown_counter"])
+    if copy is not None:  # first: every other callback reads the validation figures it adds
+        cbs.insert(0, cb.LocalEval(copy, val_ds, plan.local))
     cbs += list(callbacks)
     # Epoch-end order is the crash-safety protocol: TensorBoard flushed → best.keras → backup commit.
-    cbs.append(cb.TensorBoard(str(run_dir), write_graph=True, profile_batch=_profile(cfg) if not start_epoch else 0))
-    if cfg["log"]["checkpoints"]:
-        best = cb.BestCheckpoint(run_dir / "best.keras", monitor)
+    if chief:
+        cbs.append(cb.TensorBoard(str(run_dir), write_graph=True,
+                                  profile_batch=_profile(cfg) if not start_epoch else 0))
+    if cfg["log"]["checkpoints"] and chief:
+        best = cb.BestCheckpoint(run_dir / "best.keras", monitor, source=copy, local=plan.local)
         cbs.append(best)
         stateful["best_checkpoint"] = (best, ["best"])
     backup = cb.Backup(run_dir / "backup", steps=steps, restore=done, stateful=stateful, stop=stop,
                        every=config.parse_every(cfg["log"].get("backup_every", "epoch")), preempt=preempt,
-                       position=position)
+                       position=position, write=chief, local=plan.local)
     preempt.backup = backup
     cbs.append(backup)
     # augmented-image grid, confusion matrix, HParams (callers passing callbacks, e.g. tuner trials, write their own)
-    preview = train_ds if not ds["raw"] else augmented_preview(model, train_ds)
-    cbs.append(cb.RunSummaries(run_dir, cfg, train_ds=preview, test=(test_ds, data.y_test), mean=mean, std=std,
-                               class_names=data.class_names, stop=stop, hparams=not callbacks,
-                               history=backup.history))
+    if chief:
+        with plan.local():
+            preview = train_ds if not ds["raw"] else augmented_preview(model, train_ds)
+        cbs.append(cb.RunSummaries(run_dir, cfg, train_ds=preview, test=(test_ds, data.y_test), mean=mean, std=std,
+                                   class_names=data.class_names, stop=stop, hparams=not callbacks,
+                                   history=backup.history, predictor=copy, local=plan.local))
     if timer is not None:
         cbs.append(timer)
     cbs += ([cb.FaultSteps()] if os.environ.get("SUITE_FAULT") else []) + [preempt]  # the tests' kills
-    verbose = t["verbose"]
     calls = cb.Segments(cbs, model=model, epochs=t["epochs"], steps=steps, verbose=verbose)
-    fit = dict(validation_data=val_ds, callbacks=calls, verbose=verbose, shuffle=False)  # tf.data shuffles
+    fit = dict(validation_data=val_ds if copy is None else None, callbacks=calls, verbose=verbose, shuffle=False)
     preempt.training = True
     if start_step:  # the rest of the interrupted epoch: its own stream from the batch it stopped at
         position.offset, position.seconds = start_step, float(done.get("seconds", 0.0))
@@ -457,7 +526,8 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, 
         # Keras (TF backend) creates the compiled metrics' variables at the first step; the committed running
         # sums go into them before it (cb.Backup.on_epoch_begin), so build them now, as Keras' own distributed
         # path does (a private method: Keras has no public one for this)
-        model._symbolic_build(data_batch=(*rest.element_spec, None))
+        with plan.scope():
+            model._symbolic_build(data_batch=(*rest.element_spec, None))
         model.fit(rest, initial_epoch=start_epoch, epochs=start_epoch + 1, **fit)
         position.offset, position.seconds = 0, 0.0
         start_epoch += 1
@@ -469,17 +539,19 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, 
     preempt.training = False
     history = model.history
 
-    infer = model if n_out == 1 else keras.Model(model.input, model.outputs[0], name=model.name)
+    final = model if copy is None else copy  # the trained weights, on this process's one device
+    infer = final if n_out == 1 else keras.Model(final.input, final.outputs[0], name=final.name)
     status = "diverged" if stop.where else "complete"
     test = {}
     if status == "complete":
-        if n_out > 1:
-            infer.compile(loss=optim.loss(t), metrics=optim.metrics(t, data.num_classes))
-        test = {k: float(v) for k, v in infer.evaluate(test_ds, verbose=0, return_dict=True).items()}
-        if cfg["eval"]["tta"] != "none":  # the paper's test-time augmentation (suite/evaluate.py)
-            test = test_with_tta(infer, cfg, parts, ds)
-        if cfg["log"]["checkpoints"]:
-            cb.save_model(infer, run_dir / "last.keras")
+        with plan.local():
+            if n_out > 1:
+                infer.compile(loss=optim.loss(t), metrics=optim.metrics(t, data.num_classes))
+            test = {k: float(v) for k, v in infer.evaluate(test_ds, verbose=0, return_dict=True).items()}
+            if cfg["eval"]["tta"] != "none":  # the paper's test-time augmentation (suite/evaluate.py)
+                test = test_with_tta(infer, cfg, parts, ds)
+            if cfg["log"]["checkpoints"] and chief:
+                cb.save_model(infer, run_dir / "last.keras")
     hist = backup.history  # every epoch, the ones before a resume included
     val_acc = [v for v in hist.get(monitor, []) if v == v]
     results = {
@@ -513,14 +585,29 @@ def _train(cfg, parts, run_dir, resumed, callbacks, echo, t_start, timer, rss0, 
         "runtime": {**parts["effective"], "jit_compile": getattr(model, "jit_compile", None),
                     "batch_size": t["batch_size"], "device": parts["device"]["name"],
                     "device_kind": parts["device"]["kind"], "devices": parts["device"]["count"]},
+        "distribution": plan.record(t["batch_size"]),  # strategy, devices, processes, global batch
         "versions": versions(),
         "run_dir": str(run_dir),
     }
+    if not chief:  # the chief writes the results (and would have stopped at the same point on an error)
+        return results
     cb._fault("results")
     write_json(run_dir / RESULTS, results)  # the run is finished from here on
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     echo(summary_line(results))
     return results
+
+
+def local_copy(cfg, parts, ds):
+    """Data parallel: this process's own copy of the trained network on one device, compiled as run compiles it
+    (same metric names), outside the distribution; cb.LocalEval keeps its weights those of the training."""
+    from . import registry
+
+    m = cfg["model"]
+    kw = {k: v for k, v in m.items() if k != "name"}
+    with parts["plan"].local():
+        net = registry.build(m["name"], parts["shape"], parts["data"].num_classes, **kw)
+        return compile_model(on_device(cfg, {**parts, "model": net}, ds), cfg, parts)
 
 
 def test_with_tta(model, cfg, parts, ds):

@@ -1,0 +1,156 @@
+"""Training on several devices and processes (suite/distribute.py), on a 2-core machine without accelerators:
+the CPU split into 2 devices (SUITE_CPU_DEVICES) for JAX's DataParallel and TensorFlow's MirroredStrategy, and two
+processes on 127.0.0.1 joined by JAX's distributed runtime (CPU collectives)."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from suite import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# 512 digits at a global batch of 64: 8 full batches an epoch, so every mode trains the same batches
+ARGS = ["lenet5", "--set", "data.limit=512", "--batch-size", "64", "--set", "train.verbose=2"]
+
+
+def suite_run(args, logdir, backend="tensorflow", devices=0, fault=None, wait=True):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("SUITE_FAULT", None)
+    if devices:
+        env["SUITE_CPU_DEVICES"] = str(devices)
+    if fault:
+        env["SUITE_FAULT"] = fault
+    cmd = [sys.executable, "-m", "suite", "run", *args, "--logdir", str(logdir)]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return p
+    out, _ = p.communicate(timeout=600)
+    return p.returncode, out
+
+
+def results(logdir):
+    found = sorted(pathlib.Path(logdir).glob("*/*/results.json"))
+    assert len(found) == 1, found
+    return json.loads(found[0].read_text())
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def same_curve(a, b):
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert a["history"][key] == pytest.approx(b["history"][key], rel=1e-4, abs=1e-5), key
+    assert a["test"]["accuracy"] == pytest.approx(b["test"]["accuracy"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def jax_reference(tmp_path_factory):
+    """One device, the same global batch: the curve every JAX mode must reproduce."""
+    pytest.importorskip("jax")
+    logs = tmp_path_factory.mktemp("ref")
+    rc, out = suite_run([*ARGS, "--epochs", "3", "--distribute", "none"], logs, backend="jax")
+    assert rc == 0, out[-2000:]
+    r = results(logs)
+    assert r["distribution"]["strategy"] == "none" and r["distribution"]["device_count"] == 1
+    return r
+
+
+def test_jax_data_parallel_on_two_devices_trains_the_one_device_curve(jax_reference, tmp_path):
+    rc, out = suite_run([*ARGS, "--epochs", "3", "--distribute", "data_parallel"], tmp_path, backend="jax",
+                        devices=2)
+    assert rc == 0, out[-2000:]
+    r = results(tmp_path)
+    d = r["distribution"]
+    assert d["strategy"] == "keras.distribution.DataParallel" and d["device_count"] == 2, d
+    assert (d["processes"], d["global_batch"], d["per_device_batch"], d["backend"]) == (1, 64, 32, "jax")
+    same_curve(r, jax_reference)
+
+
+def test_tensorflow_mirrored_strategy_on_two_devices_trains_the_one_device_curve(tmp_path):
+    runs = {}
+    for mode, devices in (("none", 0), ("data_parallel", 2)):
+        rc, out = suite_run([*ARGS, "--epochs", "2", "--distribute", mode], tmp_path / mode, devices=devices)
+        assert rc == 0, out[-2000:]
+        runs[mode] = results(tmp_path / mode)
+    d = runs["data_parallel"]["distribution"]
+    assert d["strategy"] == "tf.distribute.MirroredStrategy" and d["device_count"] == 2, d
+    assert d["per_device_batch"] == 32 and d["partial_batch"] == "kept"
+    assert runs["data_parallel"]["runtime"]["steps_per_execution"] == 1  # keras-team/keras#19246
+    same_curve(runs["data_parallel"], runs["none"])
+
+
+def test_two_processes_kill_9_of_one_then_both_resume(jax_reference, tmp_path):
+    """Two processes on loopback: process 1 is killed (kill -9) in epoch 2; process 0, stuck waiting for it, is
+    killed too (JAX would end it after its heartbeat timeout). The same two commands then resume from the
+    chief's backup and finish with one run directory, written by the chief alone, on the one-device curve."""
+    logs = tmp_path / "logs"
+
+    def both(fault=None):
+        port = free_port()
+        cmd = [*ARGS, "--epochs", "3", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+        chief = suite_run([*cmd, "--process-id", "0"], logs, backend="jax", wait=False)
+        worker = suite_run([*cmd, "--process-id", "1"], logs, backend="jax", fault=fault, wait=False)
+        return chief, worker
+
+    chief, worker = both(fault="step:2:kill")  # steps_per_execution 8 = one call per epoch: in epoch 2
+    worker.communicate(timeout=600)
+    assert worker.returncode == -signal.SIGKILL
+    time.sleep(1)
+    chief.kill()
+    chief_out, _ = chief.communicate(timeout=60)
+    runs = [p for p in logs.glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    assert not (runs[0] / "results.json").exists()
+    assert list((runs[0] / "backup").glob("epoch-*")), chief_out[-2000:]  # the chief committed epoch 1
+
+    chief, worker = both()
+    w_out, _ = worker.communicate(timeout=600)
+    c_out, _ = chief.communicate(timeout=600)
+    assert chief.returncode == 0, c_out[-3000:]
+    assert worker.returncode == 0, w_out[-3000:]
+    assert "resuming" in c_out and "process 1 of 2: training with process 0" in w_out
+    r = results(logs)  # one run directory, one results.json
+    assert r["resumed"] and r["resumed_from_epoch"] >= 1
+    d = r["distribution"]
+    assert (d["processes"], d["device_count"], d["global_batch"], d["per_device_batch"]) == (2, 2, 64, 32)
+    assert (logs / "lenet5").is_dir() and len(list(logs.iterdir())) == 1
+    for name in ("best.keras", "last.keras", "config.json"):
+        assert (runs[0] / name).is_file(), name
+    assert not (runs[0] / "backup").exists()
+    same_curve(r, jax_reference)
+
+
+@pytest.mark.parametrize("args, env, needle", [
+    (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], {}, "must be HOST:PORT"),
+    (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "2"], {}, "--process-id 2 must be 0"),
+    (["--coordinator", "127.0.0.1:9", "--process-id", "0"], {}, "needs --num-processes"),
+    (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "0"], {}, "need the JAX backend"),
+    (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "1", "--distribute", "none"], {},
+     "cannot train as one of 2 processes"),
+    ([], {"KERAS_DISTRIBUTION_NUM_PROCESSES": "two"}, "not a whole number"),
+    (["--distribute", "everywhere"], {}, "invalid choice"),
+])
+def test_bad_cluster_settings_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, env, needle):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code = cli.main(["run", "lenet5", "--epochs", "1", "--logdir", str(tmp_path), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path):
+    rc, out = suite_run([*ARGS, "--batch-size", "63", "--distribute", "data_parallel"], tmp_path, devices=2)
+    lines = [ln for ln in out.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and lines == [lines[0]] and "use 62 or 64" in lines[0], out[-2000:]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
