@@ -122,7 +122,7 @@ def cmd_tune(a):
         if getattr(a, flag) is not None:
             relaunch += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
     return tune_search.search(a.target, a.set, extra, workers=a.workers or 0, fresh=a.fresh, study=a.study,
-                             relaunch=relaunch)
+                             relaunch=relaunch, devices_per_trial=a.devices_per_trial)
 
 
 def cmd_board(a):
@@ -335,6 +335,8 @@ def parser():
     tu.add_argument("--objective", help="val_accuracy (default), val_loss, accuracy or loss (tune.objective)")
     tu.add_argument("--workers", type=int, metavar="N", help="run N worker processes beside a chief oracle "
                     "(keras-tuner's distributed mode on 127.0.0.1)")
+    tu.add_argument("--devices-per-trial", type=int, metavar="K", help="with --workers N: each worker trains its "
+                    "trials on its own K GPUs (default: an even share when there are at least N GPUs)")
     tu.add_argument("--study", metavar="NAME", help="study name: logs/<experiment>/tune-NAME/ (default: "
                     "<tuner>-<hash of the settings>, so the same command continues the same study)")
     tu.add_argument("--fresh", action="store_true", help="start the study over (the earlier one is kept, renamed)")

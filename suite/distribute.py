@@ -26,7 +26,6 @@ import re
 
 from .errors import UserError
 
-MODES = ("auto", "none", "data_parallel")
 TF_MULTI = ("several processes need the JAX backend (KERAS_BACKEND=jax): Keras 3's fit fails under TensorFlow's "
             "MultiWorkerMirroredStrategy (keras-team/keras#20585); on one host, --distribute data_parallel uses "
             "every local GPU")
@@ -41,7 +40,7 @@ def cluster(coordinator=None, num_processes=None, process_id=None):
     env = [os.environ.get(k) for k in ENV]
     coordinator = coordinator if coordinator is not None else env[0]
     given = [num_processes, process_id]
-    for i, (flag, name) in enumerate((("--num-processes", ENV[1]), ("--process-id", ENV[2]))):
+    for i, name in enumerate(ENV[1:]):
         if given[i] is None and env[i + 1] not in (None, ""):
             try:
                 given[i] = int(env[i + 1])
@@ -54,10 +53,15 @@ def cluster(coordinator=None, num_processes=None, process_id=None):
         raise UserError("a run over several processes needs --num-processes N (N ≥ 1) on every process")
     if n == 1 and coordinator is None:
         return None
-    if coordinator is None or not re.fullmatch(r"[^\s:,]+:\d{1,5}", coordinator.split(",")[0]):
+    if coordinator is None:
+        raise UserError(f"a run over {n} processes needs --coordinator HOST:PORT, the address of process 0 "
+                        "(the same on every process)")
+    if not re.fullmatch(r"[^\s:,]+:\d{1,5}", coordinator.split(",")[0]):
         raise UserError(f"--coordinator {coordinator!r} must be HOST:PORT, the address of process 0 "
                         "(the same on every process), e.g. --coordinator 10.0.0.1:1234")
-    if pid is None or not 0 <= pid < n:
+    if pid is None:
+        raise UserError(f"a run over {n} processes needs --process-id I (0 … {n - 1}) on every process")
+    if not 0 <= pid < n:
         raise UserError(f"--process-id {pid} must be 0 … {n - 1} (0 on the host given as --coordinator)")
     return {"coordinator": coordinator.split(",")[0], "processes": n, "process_id": pid}
 
@@ -232,12 +236,14 @@ class Plan:
 
         return bool(np.all(np.asarray(mu.process_allgather(np.int32(bool(ok))))))
 
-    def record(self, batch_size):
+    def record(self, batch_size, examples):
         """How the run trained, for results.json."""
         return {"strategy": self.strategy, "backend": self.backend, "devices": list(self.devices),
                 "device_count": len(self.devices), "device_kind": self.kind, "processes": self.processes,
                 "global_batch": batch_size, "per_device_batch": batch_size // self.replicas,
-                "partial_batch": "dropped" if self.drop_remainder else "kept"}
+                "partial_batch": "dropped" if self.drop_remainder else "kept",
+                # training examples each epoch leaves out (the shuffle makes them others every epoch)
+                "dropped_per_epoch": examples % batch_size if self.drop_remainder else 0}
 
 
 def plan(cfg):
@@ -284,3 +290,39 @@ def plan(cfg):
 
         engine = tf.distribute.MirroredStrategy(devices=names)
     return Plan("data_parallel", backend, names, kind, processes, pid, engine)
+
+
+def visible_gpus():
+    """The GPU ids this process may hand out (CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), without starting JAX or
+    TensorFlow on them: a search's chief only serves its oracle and must not hold GPU memory."""
+    import subprocess
+
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU "))]
+
+
+def device_groups(workers, per_trial, gpus):
+    """The GPUs each of `workers` search processes trains on (a list per worker, for its CUDA_VISIBLE_DEVICES), or
+    None per worker to leave them all visible. per_trial K: disjoint groups of K, so the workers run their trials
+    side by side, each on its own K devices (data parallel within a trial when K > 1: train.distribute auto).
+    None: an even share when there are at least as many GPUs as workers, else no pinning."""
+    if per_trial is None:
+        if not gpus or len(gpus) < workers:
+            return [None] * workers
+        per_trial = len(gpus) // workers
+    if per_trial < 1:
+        raise UserError(f"--devices-per-trial {per_trial} must be at least 1")
+    if not gpus:
+        raise UserError("--devices-per-trial hands GPUs to the workers, and none is visible (CUDA_VISIBLE_DEVICES, "
+                        "nvidia-smi); without it every worker trains on this machine's CPU")
+    if per_trial * workers > len(gpus):
+        raise UserError(f"--workers {workers} × --devices-per-trial {per_trial} needs {per_trial * workers} GPUs, "
+                        f"{len(gpus)} are visible: use --workers {max(1, len(gpus) // per_trial)} or fewer devices "
+                        "per trial")
+    return [gpus[i * per_trial:(i + 1) * per_trial] for i in range(workers)]

@@ -585,7 +585,7 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
         "runtime": {**parts["effective"], "jit_compile": getattr(model, "jit_compile", None),
                     "batch_size": t["batch_size"], "device": parts["device"]["name"],
                     "device_kind": parts["device"]["kind"], "devices": parts["device"]["count"]},
-        "distribution": plan.record(t["batch_size"]),  # strategy, devices, processes, global batch
+        "distribution": plan.record(t["batch_size"], len(xtr)),  # strategy, devices, processes, global batch
         "versions": versions(),
         "run_dir": str(run_dir),
     }

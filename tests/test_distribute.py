@@ -134,6 +134,8 @@ def test_two_processes_kill_9_of_one_then_both_resume(jax_reference, tmp_path):
     (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], {}, "must be HOST:PORT"),
     (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "2"], {}, "--process-id 2 must be 0"),
     (["--coordinator", "127.0.0.1:9", "--process-id", "0"], {}, "needs --num-processes"),
+    (["--num-processes", "2", "--process-id", "0"], {}, "needs --coordinator HOST:PORT"),
+    (["--coordinator", "127.0.0.1:9", "--num-processes", "2"], {}, "needs --process-id I"),
     (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "0"], {}, "need the JAX backend"),
     (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "1", "--distribute", "none"], {},
      "cannot train as one of 2 processes"),
@@ -154,3 +156,28 @@ def test_a_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path):
     lines = [ln for ln in out.splitlines() if ln.startswith("error:")]
     assert rc == 2 and lines == [lines[0]] and "use 62 or 64" in lines[0], out[-2000:]
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_search_workers_get_disjoint_gpus(monkeypatch):
+    from suite import distribute
+    from suite.errors import UserError
+
+    g = ["0", "1", "2", "3"]
+    assert distribute.device_groups(4, None, g) == [["0"], ["1"], ["2"], ["3"]]  # one trial per device
+    assert distribute.device_groups(2, None, g) == [["0", "1"], ["2", "3"]]  # an even share: data parallel trials
+    assert distribute.device_groups(2, 1, g) == [["0"], ["1"]]
+    assert distribute.device_groups(3, None, ["0"]) == [None] * 3  # fewer GPUs than workers: not pinned
+    assert distribute.device_groups(2, None, []) == [None, None]  # a CPU machine
+    for workers, k, gpus, needle in ((3, 2, g, "needs 6 GPUs"), (2, 1, [], "none is visible"), (2, 0, g, "at least 1")):
+        with pytest.raises(UserError, match=needle):
+            distribute.device_groups(workers, k, gpus)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
+    assert distribute.visible_gpus() == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert distribute.visible_gpus() == []
+
+
+def test_devices_per_trial_needs_workers(tmp_path, capsys):
+    code = cli.main(["tune", "lenet5", "--devices-per-trial", "1", "--logdir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--devices-per-trial shares the GPUs" in err[0], err

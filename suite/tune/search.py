@@ -18,7 +18,7 @@ import threading
 import time
 
 from .. import config as config_mod
-from .. import runner
+from .. import distribute, runner
 from ..errors import EXIT_ERROR, UserError
 from . import space as tune
 from ..runner import read_json
@@ -54,9 +54,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=None, relaunch=None, echo=print):
+def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=None, relaunch=None, echo=print,
+           devices_per_trial=None):
     """Run (or continue) a study; returns the CLI exit status. relaunch: the `suite tune` arguments a worker
-    process is started with (--study is added)."""
+    process is started with (--study is added). devices_per_trial: GPUs each worker trains its trials on
+    (distribute.device_groups)."""
     from . import report as tune_report
 
     cfg = config_mod.resolve(target, overrides, extra)
@@ -71,6 +73,10 @@ def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=No
     sdir = root / f"tune-{name}"
     if workers and role() != "local":
         raise UserError("--workers starts its own chief and workers; unset KERASTUNER_* to use it")
+    if devices_per_trial is not None and not workers:
+        raise UserError("--devices-per-trial shares the GPUs between --workers N processes (one trial each at a "
+                        "time); without --workers every trial uses all devices (train.distribute)")
+    groups = distribute.device_groups(workers, devices_per_trial, distribute.visible_gpus()) if workers else []
     me = "chief" if workers else role()
     if me != "worker":
         meta = read_json(sdir / "study.json")
@@ -105,7 +111,13 @@ def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=No
 
             def spawn(i):
                 env = {**os.environ, "KERASTUNER_TUNER_ID": f"worker{i}", CHIEF_PID: str(os.getpid())}
+                if groups[i] is not None:  # its own GPUs: the workers' trials run side by side
+                    env["CUDA_VISIBLE_DEVICES"] = ",".join(groups[i])
                 return subprocess.Popen(cmd, env=env)
+
+            for i, g in enumerate(groups):
+                if g is not None:
+                    echo(f"worker{i}: GPU {','.join(g)}")
 
             procs.extend(spawn(i) for i in range(workers))
             lost = serve(tuner, procs, echo, spawn)
