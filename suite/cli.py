@@ -160,6 +160,11 @@ def cmd_study(a):
         raise UserError("name a study (see `python -m suite study --list`) or a study file")
     if a.seeds is not None and a.seeds < 1:
         raise UserError(f"--seeds {a.seeds} must be at least 1")
+    if a.workers is not None and a.workers < 1:
+        raise UserError(f"--workers {a.workers} must be at least 1")
+    if a.devices_per_trial is not None and not a.workers:
+        raise UserError("--devices-per-trial shares the GPUs between --workers N processes (one run each at a "
+                        "time); without --workers every run uses all devices (train.distribute)")
     study = spec.load(a.target)
     seeds = list(study.seeds)
     if a.seeds is not None:  # the file's seeds first, then the next integers
@@ -168,9 +173,29 @@ def cmd_study(a):
     from .studies import report, study as study_mod
 
     root, runs = study_mod.plan(study, seeds, a.full, a.set, a.logdir)  # every arm checked before any training
+    if a.shard:  # one of --workers' processes: its share of the runs, no report
+        from . import distribute
+
+        distribute.die_with_parent()
+        i, n = a.shard
+        study_mod.run(study, runs[i::n])
+        return 0
+    if a.workers:
+        argv = [a.target, "--logdir", a.logdir] + (["--full"] if a.full else [])
+        argv += [x for s in a.set for x in ("--set", s)] + (["--seeds", str(a.seeds)] if a.seeds is not None else [])
+        rc = study_mod.run_workers(argv, a.workers, a.devices_per_trial)
+        if rc:
+            return rc
     records, wall = study_mod.run(study, runs)
     report.write(study, records, seeds, a.full, wall, root)
     return 0
+
+
+def _shard(text):
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with I < N")
+    return int(i), int(n)
 
 
 def cmd_eval(a):
@@ -321,6 +346,10 @@ def parser():
                     "for a GPU)")
     st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting in every arm, e.g. --set train.epochs=2")
+    st.add_argument("--workers", type=int, metavar="N", help="train the runs in N processes side by side, each on "
+                    "its own GPUs when there are (an even share, or --devices-per-trial K each)")
+    st.add_argument("--devices-per-trial", type=int, metavar="K", help="with --workers: K GPUs per process")
+    st.add_argument("--shard", type=_shard, help=argparse.SUPPRESS)  # I/N: a --workers process's share
     st.add_argument("--logdir", default="logs", help="root of the run directories (default logs): runs go to "
                     "<logdir>/studies/<study>/")
     st.set_defaults(fn=cmd_study)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 
 from .errors import UserError
 
@@ -326,3 +327,17 @@ def device_groups(workers, per_trial, gpus):
                         f"{len(gpus)} are visible: use --workers {max(1, len(gpus) // per_trial)} or fewer devices "
                         "per trial")
     return [gpus[i * per_trial:(i + 1) * per_trial] for i in range(workers)]
+
+
+def die_with_parent():
+    """Linux: the kernel sends this process SIGKILL when the thread that started it (a search's chief, a study's
+    parent) ends, so not even half a second of a trial runs on for a dead parent. Kept across an execv."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # (a search worker also watches its chief: tune/search.py)

@@ -177,7 +177,9 @@ def test_search_workers_get_disjoint_gpus(monkeypatch):
     assert distribute.visible_gpus() == []
 
 
-def test_devices_per_trial_needs_workers(tmp_path, capsys):
-    code = cli.main(["tune", "lenet5", "--devices-per-trial", "1", "--logdir", str(tmp_path)])
+@pytest.mark.parametrize("command", [["tune", "lenet5"], ["study", "padding"]])
+def test_devices_per_trial_needs_workers(tmp_path, capsys, command):
+    code = cli.main([*command, "--devices-per-trial", "1", "--logdir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--devices-per-trial shares the GPUs" in err[0], err
+    assert not any(tmp_path.iterdir())

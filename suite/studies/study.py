@@ -86,3 +86,29 @@ def run(study, runs, echo=print):
         echo(f"[{i}/{len(runs)}] {arm} seed {seed}: {study.metric} {shown} · {what} "
              f"({res.get('wall_time_s', 0):.1f} s) · {d}")
     return records, time.time() - t0
+
+
+def run_workers(argv, workers, devices_per_trial=None, echo=print):
+    """--workers N: N processes (`suite study … --shard i/N`) each train every N-th run of the plan, on its own GPUs
+    when there are (distribute.device_groups: one run per device, or K each); this process waits for them. Their
+    runs then read back as "done earlier". Returns the first failed worker's exit status, or 0."""
+    import os
+    import subprocess
+    import sys
+
+    from .. import distribute
+
+    groups = distribute.device_groups(workers, devices_per_trial, distribute.visible_gpus())
+    procs = []
+    for i, g in enumerate(groups):
+        env = dict(os.environ)
+        if g is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(g)
+        echo(f"worker {i}: runs {i + 1}, {i + 1 + workers}, … of the plan" + (f" · GPU {','.join(g)}" if g else ""))
+        procs.append(subprocess.Popen([sys.executable, "-m", "suite", "study", *argv, "--shard", f"{i}/{workers}"],
+                                      env=env))
+    codes = [p.wait() for p in procs]
+    bad = [(i, c) for i, c in enumerate(codes) if c]
+    for i, c in bad:
+        echo(f"worker {i} exited with status {c}; run the same command again to finish its runs")
+    return bad[0][1] if bad else 0

@@ -306,22 +306,8 @@ def _watch_chief():
 
     pid = os.environ.get(CHIEF_PID)
     if pid:
-        _die_with_parent()
+        distribute.die_with_parent()
         target, args = by_pid, (int(pid),)
     else:
         target, args = by_address, (f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}",)
     threading.Thread(target=target, args=args, daemon=True, name="suite-watch-chief").start()
-
-
-def _die_with_parent():
-    """Linux: the kernel sends this process SIGKILL when the thread that started it (the chief's main thread)
-    ends, so not even half a second of a trial runs on for a dead chief. Kept across the execv of Restart."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # the watch thread still stops it
