@@ -77,11 +77,17 @@ def test_jax_data_parallel_on_two_devices_trains_the_one_device_curve(jax_refere
 
 
 def test_tensorflow_mirrored_strategy_on_two_devices_trains_the_one_device_curve(tmp_path):
+    """... and resumes exactly: the 2-device run is killed (kill -9) in epoch 2 after a mid-epoch commit."""
     runs = {}
-    for mode, devices in (("none", 0), ("data_parallel", 2)):
-        rc, out = suite_run([*ARGS, "--epochs", "2", "--distribute", mode], tmp_path / mode, devices=devices)
+    every = ["--set", "log.backup_every=3 steps"]
+    rc, out = suite_run([*ARGS, *every, "--epochs", "2", "--distribute", "data_parallel"], tmp_path / "dp",
+                        devices=2, fault="step:11:kill")  # one step per call here: batch 3 of epoch 2
+    assert rc == -signal.SIGKILL, out[-2000:]
+    for mode, devices, logs in (("none", 0, "one"), ("data_parallel", 2, "dp")):
+        rc, out = suite_run([*ARGS, *every, "--epochs", "2", "--distribute", mode], tmp_path / logs, devices=devices)
         assert rc == 0, out[-2000:]
-        runs[mode] = results(tmp_path / mode)
+        runs[mode] = results(tmp_path / logs)
+    assert (runs["data_parallel"]["resumed_from_epoch"], runs["data_parallel"]["resumed_from_batch"]) == (1, 3)
     d = runs["data_parallel"]["distribution"]
     assert d["strategy"] == "tf.distribute.MirroredStrategy" and d["device_count"] == 2, d
     assert d["per_device_batch"] == 32 and d["partial_batch"] == "kept"
