@@ -101,7 +101,7 @@ def prepare(cfg):
 
         tf.config.experimental.enable_op_determinism()
     kw = {k: v for k, v in m.items() if k != "name"}
-    plan.activate()  # the caller deactivates it when the run ends (run(), bench)
+    plan.activate()  # run() deactivates it when the run ends (suite bench trains on one device: no-op)
     try:
         with plan.scope():
             model = registry.build(m["name"], shape, data.num_classes, **kw)
