@@ -47,9 +47,7 @@ def flag_overrides(a):
 
 
 def cmd_run(a):
-    from . import config, runner
-
-    from . import distribute
+    from . import config, distribute, runner
 
     cluster = distribute.cluster(a.coordinator, a.num_processes, a.process_id)  # None: this process alone
     cfg = config.resolve(a.target, a.set, flag_overrides(a))
@@ -162,9 +160,9 @@ def cmd_study(a):
         raise UserError(f"--seeds {a.seeds} must be at least 1")
     if a.workers is not None and a.workers < 1:
         raise UserError(f"--workers {a.workers} must be at least 1")
-    if a.devices_per_trial is not None and not a.workers:
-        raise UserError("--devices-per-trial shares the GPUs between --workers N processes (one run each at a "
-                        "time); without --workers every run uses all devices (train.distribute)")
+    from . import distribute
+
+    groups = distribute.device_groups(a.workers or 0, a.devices_per_trial)  # GPUs per worker process
     study = spec.load(a.target)
     seeds = list(study.seeds)
     if a.seeds is not None:  # the file's seeds first, then the next integers
@@ -174,8 +172,6 @@ def cmd_study(a):
 
     root, runs = study_mod.plan(study, seeds, a.full, a.set, a.logdir)  # every arm checked before any training
     if a.shard:  # one of --workers' processes: its share of the runs, no report
-        from . import distribute
-
         distribute.die_with_parent()
         i, n = a.shard
         study_mod.run(study, runs[i::n])
@@ -183,7 +179,7 @@ def cmd_study(a):
     if a.workers:
         argv = [a.target, "--logdir", a.logdir] + (["--full"] if a.full else [])
         argv += [x for s in a.set for x in ("--set", s)] + (["--seeds", str(a.seeds)] if a.seeds is not None else [])
-        rc = study_mod.run_workers(argv, a.workers, a.devices_per_trial)
+        rc = study_mod.run_workers(argv, groups)
         if rc:
             return rc
     records, wall = study_mod.run(study, runs)

@@ -284,8 +284,7 @@ def plan(cfg):
         raise UserError(f"train.batch_size {batch} is the global batch and must divide over the {len(devs)} devices: "
                         f"use {lo or hi} or {hi} (--batch-size), or --distribute none")
     if backend == "jax":
-        engine = keras.distribution.DataParallel(devices=keras.distribution.list_devices(),
-                                                 auto_shard_dataset=False)  # local_part shards (see make_stream)
+        engine = keras.distribution.DataParallel(devices=names, auto_shard_dataset=False)  # Plan.local_part shards
     else:
         import tensorflow as tf
 
@@ -308,11 +307,18 @@ def visible_gpus():
     return [str(i) for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU "))]
 
 
-def device_groups(workers, per_trial, gpus):
-    """The GPUs each of `workers` search processes trains on (a list per worker, for its CUDA_VISIBLE_DEVICES), or
-    None per worker to leave them all visible. per_trial K: disjoint groups of K, so the workers run their trials
-    side by side, each on its own K devices (data parallel within a trial when K > 1: train.distribute auto).
-    None: an even share when there are at least as many GPUs as workers, else no pinning."""
+def device_groups(workers, per_trial, gpus=None):
+    """The GPUs each of `workers` processes of a search or study trains on (a list per worker, for its
+    CUDA_VISIBLE_DEVICES), or None per worker to leave them all visible. per_trial K: disjoint groups of K, so the
+    workers run their trials side by side, each on its own K devices (data parallel within a trial when K > 1:
+    train.distribute auto). None: an even share when there are at least as many GPUs as workers, else no pinning.
+    gpus: default visible_gpus(). Checked before anything is written."""
+    if not workers:
+        if per_trial is not None:
+            raise UserError("--devices-per-trial shares the GPUs between --workers N processes (one trial each at a "
+                            "time); without --workers every trial uses all devices (train.distribute)")
+        return []
+    gpus = visible_gpus() if gpus is None else gpus
     if per_trial is None:
         if not gpus or len(gpus) < workers:
             return [None] * workers

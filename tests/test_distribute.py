@@ -174,6 +174,7 @@ def test_search_workers_get_disjoint_gpus(monkeypatch):
     assert distribute.device_groups(2, 1, g) == [["0"], ["1"]]
     assert distribute.device_groups(3, None, ["0"]) == [None] * 3  # fewer GPUs than workers: not pinned
     assert distribute.device_groups(2, None, []) == [None, None]  # a CPU machine
+    assert distribute.device_groups(0, None) == []  # no --workers: nothing to hand out, nvidia-smi not asked
     for workers, k, gpus, needle in ((3, 2, g, "needs 6 GPUs"), (2, 1, [], "none is visible"), (2, 0, g, "at least 1")):
         with pytest.raises(UserError, match=needle):
             distribute.device_groups(workers, k, gpus)

@@ -88,17 +88,15 @@ def run(study, runs, echo=print):
     return records, time.time() - t0
 
 
-def run_workers(argv, workers, devices_per_trial=None, echo=print):
-    """--workers N: N processes (`suite study … --shard i/N`) each train every N-th run of the plan, on its own GPUs
-    when there are (distribute.device_groups: one run per device, or K each); this process waits for them. Their
-    runs then read back as "done earlier". Returns the first failed worker's exit status, or 0."""
+def run_workers(argv, groups, echo=print):
+    """--workers N: N processes (`suite study … --shard i/N`) each train every N-th run of the plan, on the GPUs of
+    `groups` (distribute.device_groups': one run per device, or K each; None: all visible); this process waits for
+    them. Their runs then read back as "done earlier". Returns the first failed worker's exit status, or 0."""
     import os
     import subprocess
     import sys
 
-    from .. import distribute
-
-    groups = distribute.device_groups(workers, devices_per_trial, distribute.visible_gpus())
+    workers = len(groups)
     procs = []
     for i, g in enumerate(groups):
         env = dict(os.environ)

@@ -73,10 +73,7 @@ def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=No
     sdir = root / f"tune-{name}"
     if workers and role() != "local":
         raise UserError("--workers starts its own chief and workers; unset KERASTUNER_* to use it")
-    if devices_per_trial is not None and not workers:
-        raise UserError("--devices-per-trial shares the GPUs between --workers N processes (one trial each at a "
-                        "time); without --workers every trial uses all devices (train.distribute)")
-    groups = distribute.device_groups(workers, devices_per_trial, distribute.visible_gpus()) if workers else []
+    groups = distribute.device_groups(workers, devices_per_trial)
     me = "chief" if workers else role()
     if me != "worker":
         meta = read_json(sdir / "study.json")
