@@ -1,20 +1,91 @@
-"""Every registered network: builds at a small input, runs forward, trains one step.
-New networks are covered without touching this file (the timm pattern)."""
+"""Every registered network, built once at a small input: the layer names, one forward pass, the table of
+`suite show`, and one training step. New networks are covered without touching this file (the timm pattern).
 
+One build per network serves all four checks because building is most of the cost (DenseNet-201 has ~700
+layers). The build is at 32×32×3 with `width` 0.25 and `fc_units` 64 where the network has those knobs: they
+change channel counts only; the published parameter counts at full width are pinned in test_nets_a/b.
+The table check: one forward pass on zeros of every layer's output; the table's output shapes must equal the
+real outputs, the (N − F + 2P)/S + 1 column the real spatial size, the parameter totals model.count_params(),
+and each conv/dense MAC count H_out·W_out·(size of the kernel tensor) computed from the layer's actual weights.
+"""
+
+import keras
 import numpy as np
 import pytest
 
-from suite import registry
+from suite import registry, show
 
 SMALL = (32, 32, 3)
 
 
-@pytest.mark.parametrize("name", registry.list_models())
-def test_builds_forward_and_trains_one_step(name):
-    import keras
+def small_kw(name):
+    kw = {}
+    defaults = registry.get(name).defaults()
+    if "width" in defaults:
+        kw["width"] = 0.25
+    if "fc_units" in defaults:
+        kw["fc_units"] = 64
+    return kw
 
-    keras.utils.set_random_seed(0)
-    model = registry.build(name, SMALL, 10)
+
+def real_outputs(model, rows):
+    """{row name: [real output shapes without batch]} from one forward pass of every layer's output."""
+    names, tensors = [], []
+    for r in rows:
+        if "/" in r["name"]:
+            continue  # inside a nested model: not a tensor of this graph
+        layer = model.get_layer(r["name"])
+        if len(layer._inbound_nodes) != 1:
+            continue
+        outs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+        names.append(r["name"])
+        tensors.append(list(outs))
+    flat = [t for ts in tensors for t in ts]
+    probe = keras.Model(model.inputs, flat)
+    x = [np.zeros((1,) + tuple(i.shape[1:]), dtype=i.dtype) for i in model.inputs]
+    ys = probe(x, training=False)
+    ys = ys if isinstance(ys, (list, tuple)) else [ys]
+    real, k = {}, 0
+    for n, ts in zip(names, tensors):
+        real[n] = [tuple(np.shape(y)[1:]) for y in ys[k:k + len(ts)]]
+        k += len(ts)
+    return real
+
+
+def check_layer_names(model):
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+    generic = [n for n in names if n.split("_")[0] in ("conv2d", "dense", "activation", "max", "batch")]
+    assert not generic, f"unnamed layers (give them a prefix): {generic[:5]}"
+
+
+def check_show_table(model, name):
+    rows = show.layer_rows(model)
+    real = real_outputs(model, rows)
+    assert len(real) >= len(model.layers) - 1
+    for r in rows:
+        if r["name"] not in real:
+            continue
+        shapes = r["shape"] if isinstance(r["shape"], list) else [r["shape"]]
+        assert [tuple(s) for s in shapes] == real[r["name"]], r["name"]
+        if r["rule_out"] is not None:
+            assert tuple(r["rule_out"]) == real[r["name"]][0][:-1], (r["name"], r["rule"])
+        layer = model.get_layer(r["name"])
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            # independent of show's formula: one MAC per kernel weight per output position
+            positions = int(np.prod(real[r["name"]][0][:-1]))
+            assert r["macs"] == positions * int(np.prod(layer.kernel.shape)), r["name"]
+    t = show.totals(rows)
+    assert t["params"] == model.count_params()
+    assert t["trainable"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert sum(1 for r in rows if r["rule"]) == sum(
+        1 for layer in model.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)))
+    text = show.render(rows, name)
+    assert "MACs" in text and f"{model.count_params():,}" in text
+
+
+def check_forward_and_one_step(model):
     x = np.random.default_rng(0).random((2, *SMALL), dtype=np.float32)
     y = np.array([1, 7])
     outs = model(x, training=False)
@@ -33,12 +104,13 @@ def test_builds_forward_and_trains_one_step(name):
 
 
 @pytest.mark.parametrize("name", registry.list_models())
-def test_layer_names_are_unique_and_readable(name):
-    model = registry.build(name, SMALL, 10)
-    names = [layer.name for layer in model.layers]
-    assert len(names) == len(set(names))
-    generic = [n for n in names if n.split("_")[0] in ("conv2d", "dense", "activation", "max", "batch")]
-    assert not generic, f"unnamed layers (give them a prefix): {generic[:5]}"
+def test_every_network(name):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = registry.build(name, SMALL, 10, **small_kw(name))
+    check_layer_names(model)
+    check_show_table(model, name)
+    check_forward_and_one_step(model)
 
 
 def test_registry_unknown_name_suggests():
@@ -88,7 +160,6 @@ def test_alexnet_small_stem_is_chosen_for_small_images():
 
 
 def test_local_response_norm_formula_and_safe_mode_round_trip(tmp_path):
-    import keras
 
     from suite.nets.custom import LocalResponseNorm
 
