@@ -5,7 +5,8 @@
 Several run directories (seeds of the same experiment) give the test accuracy as mean ± std (n). Wall time is the
 runs' own `wall_time_s` (median when several). "reached" is the first epoch whose validation accuracy was at or
 above the paper's figure and the training time up to it (the sum of epoch times); the test set is only used once,
-at the end.
+at the end. A run whose experiment sets `[eval] tta` says which views its test figure averages, and gives the
+image-alone figure beside it.
 """
 
 import argparse
@@ -14,15 +15,23 @@ import pathlib
 import statistics
 
 
+def mean_std(xs):
+    if not xs:
+        return "—"
+    return f"{statistics.mean(xs):.2%}" + (f" ± {statistics.stdev(xs):.2%} (n={len(xs)})" if len(xs) > 1 else "")
+
+
 def row(run_dirs, command, device=None):
     runs = [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in run_dirs]
     r0 = runs[0]
     if len({(r["experiment"], r["data"]) for r in runs}) != 1:
         raise SystemExit("error: the run directories are not all the same experiment on the same data")
     accs = [r["test"]["accuracy"] for r in runs if r["status"] == "complete"]
-    acc = f"{statistics.mean(accs):.2%}" if accs else "—"
-    if len(accs) > 1:
-        acc += f" ± {statistics.stdev(accs):.2%} (n={len(accs)})"
+    acc = mean_std(accs)
+    ttas = {r["test"].get("tta") for r in runs if r["status"] == "complete"} - {None}
+    if ttas:  # the figure averages several views of each image: say so, and give the image alone beside it
+        alone = [r["test"]["single_view"]["accuracy"] for r in runs if r["status"] == "complete"]
+        acc += f" ({'/'.join(sorted(ttas))} TTA; single view {mean_std(alone)})"
     ref = r0.get("reference_accuracy")
     reached = []
     for r in runs:

@@ -1,0 +1,35 @@
+"""benchmarks/results_row.py: the RESULTS.md row is computed from the runs' results.json."""
+
+import json
+import sys
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import results_row  # noqa: E402
+
+
+def _run(d, acc, single=None, val=(0.80, 0.93)):
+    test = {"accuracy": acc}
+    if single is not None:
+        test.update(tta="flip", views=2, single_view={"accuracy": single})
+    d.mkdir()
+    (d / "results.json").write_text(json.dumps({
+        "status": "complete", "experiment": "resnet20_fast", "data": "cifar10", "backend": "tensorflow",
+        "runtime": {"device": "CPU", "precision": "float32"}, "epochs_completed": 2, "wall_time_s": 120.0,
+        "reference_accuracy": 0.9125, "test": test,
+        "history": {"val_accuracy": list(val), "epoch_time": [50.0, 60.0]}}))
+    return d
+
+
+def test_row_from_two_seeds_with_tta(tmp_path):
+    runs = [_run(tmp_path / "a", 0.92, 0.91), _run(tmp_path / "b", 0.94, 0.90)]
+    cells = [c.strip() for c in results_row.row(runs, "python -m suite run x").strip("|").split("|")]
+    assert cells[:7] == ["resnet20_fast", "cifar10", "CPU", "tensorflow", "float32", "2", "2.0 min"]
+    assert cells[7] == "epoch 2 (110 s)"
+    assert cells[8] == "93.00% ± 1.41% (n=2) (flip TTA; single view 90.50% ± 0.71% (n=2))"
+
+
+def test_row_without_tta_and_never_reached(tmp_path):
+    cells = results_row.row([_run(tmp_path / "a", 0.9033, val=(0.5, 0.9))], "c").split("|")
+    assert cells[8].strip() == "no" and cells[9].strip() == "90.33%"
