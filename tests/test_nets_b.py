@@ -288,3 +288,18 @@ def test_split_grouped_conv_equals_native():
     split.set_weights(native.get_weights())
     x = np.random.default_rng(2).random((2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(split(x)), np.asarray(native(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_resnet9_parameter_count_and_layout():
+    # Page 2018 (cifar10-fast `net()`): convs 3·64·9 + 64·128·9 + 2·128·128·9 + 128·256·9 + 256·512·9
+    # + 2·512·512·9 = 6,563,520, BN γ/β 2·2,240 = 4,480, FC 512·10 without bias = 5,120 → 6,573,120 (the 6.57 M
+    # quoted for it; PyTorch's count); Keras' total adds the 4,480 BN moving statistics.
+    model = registry.build("resnet9", (32, 32, 3), 10)
+    assert trainable(model) == 6_573_120 and model.count_params() == 6_573_120 + 4_480
+    assert [tuple(model.get_layer(f"layer{i}_pool").output.shape[1:]) for i in (1, 2, 3)] == [
+        (16, 16, 128), (8, 8, 256), (4, 4, 512)]
+    assert isinstance(model.get_layer("layer3_add"), layers.Add) and "layer2_add" not in [x.name for x in model.layers]
+    bn = model.get_layer("prep_bn")
+    assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)  # PyTorch's BN defaults, as in Page's code
+    w = model.get_layer("layer3_conv").kernel.numpy()
+    assert np.abs(w).max() <= (1 / (256 * 9)) ** 0.5  # PyTorch's default init: U(±1/√fan_in)

@@ -33,3 +33,14 @@ def test_row_from_two_seeds_with_tta(tmp_path):
 def test_row_without_tta_and_never_reached(tmp_path):
     cells = results_row.row([_run(tmp_path / "a", 0.9033, val=(0.5, 0.9))], "c").split("|")
     assert cells[8].strip() == "no" and cells[9].strip() == "90.33%"
+
+
+def test_speed_line_leaves_the_compiling_epoch_out(tmp_path):
+    a, b = _run(tmp_path / "a", 0.94), _run(tmp_path / "b", 0.94)
+    for d, times in ((a, [30.0, 2.0, 3.0, 4.0]), (b, [25.0, 1.0, 1.0, 1.0])):
+        r = json.loads((d / "results.json").read_text())
+        r["history"]["epoch_time"] = times
+        (d / "results.json").write_text(json.dumps(r))
+    line = results_row.speed([a, b])
+    # a: 2+3+4 + median 3 = 12; b: 1+1+1 + 1 = 4; mean 8 → 8 / 2.56 = 3.1×
+    assert "mean 8.00 s over 2 runs (12.00, 4.00 s;" in line and "3.1× airbench94" in line

@@ -11,6 +11,7 @@ from . import googlenet  # noqa: F401
 from . import resnet  # noqa: F401
 from . import resnext  # noqa: F401
 from . import densenet  # noqa: F401
+from . import resnet9  # noqa: F401
 
 
 def custom_layers():
