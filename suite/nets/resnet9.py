@@ -8,8 +8,8 @@ layer3: conv 3×3 512 → BN → ReLU → max pool 2, + residual (two conv-BN-Re
 head:   global max pool → FC 10 without bias → × 0.125 → softmax
 A residual here is x + relu(bn(conv(relu(bn(conv(x)))))): ReLU inside, no ReLU after the addition. Convs have
 no bias (BN follows). BN and initialisation are PyTorch's defaults, as in that code: BN momentum 0.1 (Keras'
-0.9), ε 1e-5; weights uniform in ±1/√fan_in (`initializer="torch"`; any Keras initializer name also works). 6,573,120
-trainable parameters (6.57 M, the figure quoted for it), plus BN's 4,480 moving statistics.
+0.9), ε 1e-5; weights uniform in ±1/√fan_in (`initializer="torch"`; any Keras initializer name also works).
+6,573,120 trainable parameters (6.57 M, the figure quoted for it), plus BN's 4,480 moving statistics.
 The ×0.125 scaling of the logits is the paper's: it keeps the early softmax soft with a 512-wide unscaled FC.
 """
 
@@ -38,7 +38,8 @@ def residual(x, *, name, **kw):
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-@register("resnet9", input_shape=(32, 32, 3), summary="ResNet-9 (Page 2018, DAWNBench): 94 % on CIFAR-10 in 24 epochs")
+@register("resnet9", input_shape=(32, 32, 3),
+          summary="ResNet-9 (Page 2018, DAWNBench): 94 % on CIFAR-10 in 24 epochs")
 def resnet9(input_shape=(32, 32, 3), num_classes=10, *, width=1.0, weight_decay=0.0, initializer="torch",
             logit_scale=0.125, name="resnet9"):
     """ResNet-9 (Page 2018): prep 64, layer1 128 + residual, layer2 256, layer3 512 + residual, max pool, FC."""
