@@ -66,7 +66,8 @@ def speed(run_dirs):
     mean = statistics.mean(times)
     return (f"training time after compilation: mean {mean:.2f} s over {len(times)} runs "
             f"({', '.join(f'{t:.2f}' for t in times)} s; epoch 1 counted at the median later epoch, "
-            f"its compilation left out); {mean / AIRBENCH94_H100_S:.1f}× airbench94's {AIRBENCH94_H100_S} s on an H100")
+            f"its compilation left out); {mean / AIRBENCH94_H100_S:.1f}× airbench94's {AIRBENCH94_H100_S} s "
+            "on an H100")
 
 
 HEADER = ("| experiment | data | device | backend | precision | epochs | wall time | val ≥ paper at | test accuracy "
