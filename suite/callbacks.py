@@ -183,7 +183,8 @@ def _clamp(callback, batch):
     """Keras (3.15) reports the last call of an epoch as ending at begin + steps_per_execution − 1 even when the
     epoch ends sooner (batch 16 of 11); the real last batch is the epoch's (less the batches a resumed epoch
     had trained before this fit call: Position.offset)."""
-    steps = (callback.params or {}).get("steps")
+    # Keras' ProgbarLogger keeps the epoch's length as `target` and leaves `params` unset (its set_params).
+    steps = (callback.params or {}).get("steps") or getattr(callback, "target", None)
     offset = getattr(getattr(callback, "position", None), "offset", 0)
     return min(batch, steps - 1 - offset) if steps else batch
 

@@ -76,3 +76,17 @@ def test_smoke_run_on_jax_backend(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads(next((tmp_path / "lenet5_modern").glob("*/results.json")).read_text())
     assert res["backend"] == "jax" and res["status"] == "complete"
+
+
+def test_progress_bar_never_passes_the_epochs_end(capsys):
+    # Several steps per call: Keras reports the last call of an 11-batch epoch as batch 16 ("16/11 … -1s").
+    from suite import callbacks
+
+    bar = callbacks.Progbar()
+    bar.set_params({"verbose": 1, "epochs": 1, "steps": 11})
+    bar.on_train_begin()
+    bar.on_epoch_begin(0)
+    bar.on_train_batch_end(7, {"loss": 1.0})
+    bar.on_train_batch_end(15, {"loss": 1.0})
+    assert bar.seen == 11
+    assert "16/11" not in capsys.readouterr().out
