@@ -21,8 +21,12 @@ def mean_std(xs):
     return f"{statistics.mean(xs):.2%}" + (f" ± {statistics.stdev(xs):.2%} (n={len(xs)})" if len(xs) > 1 else "")
 
 
+def load(run_dirs):
+    return [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in run_dirs]
+
+
 def row(run_dirs, command, device=None):
-    runs = [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in run_dirs]
+    runs = load(run_dirs)
     r0 = runs[0]
     if len({(r["experiment"], r["data"]) for r in runs}) != 1:
         raise SystemExit("error: the run directories are not all the same experiment on the same data")
@@ -55,7 +59,7 @@ def speed(run_dirs):
     """The speed run's line: training time after compilation per seed, its mean, and the ratio to airbench94.
     The first epoch holds the compilation, so it is counted at the median time of the later epochs
     (an estimate, said so in the line); the rest are the runs' own epoch times (no validation in a speed run)."""
-    runs = [json.loads((pathlib.Path(d) / "results.json").read_text()) for d in run_dirs]
+    runs = load(run_dirs)
     times = []
     for r in runs:
         ep = r.get("history", {}).get("epoch_time", [])
