@@ -70,15 +70,18 @@ def colour_pca(x, channels):
     return vals.astype(np.float32), np.ascontiguousarray(vecs).astype(np.float32)
 
 
-def augment(x, seed, crop=0, flip=False, pca=None, sigma=0.0):
-    """Random crop after zero-padding by `crop` px and random horizontal flip, on a batch [B, H, W, C]; then,
+def augment(x, seed, crop=0, flip=False, pca=None, sigma=0.0, cutout=0, fill=0.0, crop_fill="constant"):
+    """Random crop after padding by `crop` px (zeros, or crop_fill = "reflect": the image mirrored about its edge
+    rows, NumPy's and tf.pad's "reflect") and random horizontal flip, on a batch [B, H, W, C]; then,
     with `pca` = colour_pca's (eigenvalues, eigenvectors) and sigma > 0, AlexNet's colour noise: every image gets
-    Σ_i α_i·λ_i·p_i added to all its pixels, α_i ~ N(0, sigma) (unclipped, as in the paper)."""
+    Σ_i α_i·λ_i·p_i added to all its pixels, α_i ~ N(0, sigma) (unclipped, as in the paper); then, with
+    cutout > 0, a cutout × cutout square at a uniform place inside each image set to `fill` (the training mean: 0 once
+    normalised), as Page 2018 did it (DeVries & Taylor 2017 let the square cross the border)."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     b = tf.shape(x)[0]
     if crop:
         h, w = x.shape[1], x.shape[2]
-        padded = tf.pad(x, [[0, 0], [crop, crop], [crop, crop], [0, 0]])
+        padded = tf.pad(x, [[0, 0], [crop, crop], [crop, crop], [0, 0]], mode=crop_fill.upper())
         offset = tf.random.stateless_uniform([b, 2], crop_seed, 0, 2 * crop + 1, dtype=tf.int32)
         rows = offset[:, :1] + tf.range(h)[None]  # [B, H]: each image its own window
         cols = offset[:, 1:] + tf.range(w)[None]
@@ -92,6 +95,15 @@ def augment(x, seed, crop=0, flip=False, pca=None, sigma=0.0):
                                            stddev=sigma)
         shift = tf.matmul(alpha * vals[None], vecs, transpose_b=True)  # [B, 3]: Σ_i α_i λ_i p_i
         x = x + tf.cast(shift, x.dtype)[:, None, None, :]
+    if cutout:  # its own stream too, drawn last
+        h, w = x.shape[1], x.shape[2]
+        row_seed, col_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(seed, 4), 2))
+        r0 = tf.random.stateless_uniform([b, 1], row_seed, 0, h - cutout + 1, dtype=tf.int32)
+        c0 = tf.random.stateless_uniform([b, 1], col_seed, 0, w - cutout + 1, dtype=tf.int32)
+        rows, cols = tf.range(h)[None] - r0, tf.range(w)[None] - c0  # [B, H], [B, W]: position in the square
+        inside = ((rows >= 0) & (rows < cutout))[:, :, None, None] & ((cols >= 0) & (cols < cutout))[:, None, :, None]
+        x = tf.where(inside, tf.cast(fill, x.dtype), x)
     return x
 
 
@@ -126,6 +138,8 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
     crop = data_cfg["crop"] if training else 0
     flip = data_cfg["flip"] if training else False
     sigma = float(data_cfg.get("pca_colour", 0.0)) if training and c == 3 else 0.0
+    cutout = int(data_cfg.get("cutout", 0)) if training else 0
+    crop_fill = data_cfg.get("crop_fill", "constant")
     pca = None if pca is None or sigma <= 0 else tuple(tf.constant(a, tf.float32) for a in pca)
 
     def convert(img, label):
@@ -154,7 +168,7 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
         base = base.cache()  # shared by every epoch's stream below
     n = len(x)
     steps = n // batch_size if training and drop_remainder else -(-n // batch_size)
-    augmenting = training and (crop or flip or pca is not None) and not raw
+    augmenting = training and (crop or flip or pca is not None or cutout) and not raw
 
     def one_epoch(_):
         e = epoch.read_value() if isinstance(epoch, tf.Variable) else epoch
@@ -171,13 +185,15 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
         if augmenting and not data_cfg["batched_augment"]:
             seeds = tf.data.Dataset.range(skip * batch_size, n).map(lambda i: tf.stack([aug_key, i]))
             ds = tf.data.Dataset.zip(ds, seeds).map(
-                lambda xy, sd: (augment(xy[0][None], sd, crop, flip, pca, sigma)[0], xy[1]),
+                lambda xy, sd: (augment(xy[0][None], sd, crop, flip, pca, sigma, cutout, mean, crop_fill)[0],
+                                xy[1]),
                 num_parallel_calls=AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         if augmenting and data_cfg["batched_augment"]:
             seeds = tf.data.Dataset.range(skip, steps).map(lambda b: tf.stack([aug_key, b]))
             ds = tf.data.Dataset.zip(ds, seeds).map(
-                lambda xy, sd: (augment(xy[0], sd, crop, flip, pca, sigma), xy[1]), num_parallel_calls=AUTOTUNE)
+                lambda xy, sd: (augment(xy[0], sd, crop, flip, pca, sigma, cutout, mean, crop_fill), xy[1]),
+                num_parallel_calls=AUTOTUNE)
         return ds
 
     if training:

@@ -83,6 +83,12 @@ def prepare(cfg):
     h, w = d["image_size"] or data.shape[:2]
     c = d["channels"] or data.shape[2]
     shape = (h, w, c)
+    if d.get("cutout", 0) > min(h, w):
+        raise UserError(f"data.cutout = {d['cutout']} is larger than the {h}×{w} images the network "
+                        f"takes; use at most {min(h, w)} (Page 2018: 8 on 32×32 CIFAR)")
+    if d.get("crop_fill") == "reflect" and d["crop"] >= min(h, w):  # a reflection repeats no edge pixel
+        raise UserError(f"data.crop = {d['crop']} with data.crop_fill = 'reflect' needs images larger than the "
+                        f"crop; these are {h}×{w}: use data.crop ≤ {min(h, w) - 1} or crop_fill = 'constant'")
     if t["label_smoothing"] and not optim.one_hot(t):
         raise UserError("train.label_smoothing needs one-hot targets: also set train.loss=categorical_crossentropy")
 
@@ -173,7 +179,8 @@ def on_device(cfg, parts, ds):
     d = cfg["data"]
     return augment.wrap(net, parts["shape"], dtype, mean=ds["mean"], std=ds["std"], scale=scale, crop=d["crop"],
                         flip=d["flip"], seed=cfg["train"]["seed"], pca=ds.get("pca"),
-                        pca_sigma=d.get("pca_colour", 0.0))
+                        pca_sigma=d.get("pca_colour", 0.0), cutout=d.get("cutout", 0),
+                        crop_fill=d.get("crop_fill", "constant"))
 
 
 def compile_model(model, cfg, parts):

@@ -119,7 +119,7 @@ def log_augmented_batch(target, dataset, mean, std, data_cfg=None, max_images=32
     grid = image_grid(denormalise(images, mean, std), cols=min(8, len(images)))
     aug = ""
     if data_cfg:
-        aug = ", ".join(f"{k}={data_cfg[k]}" for k in ("crop", "flip") if k in data_cfg)
+        aug = ", ".join(f"{k}={data_cfg[k]}" for k in ("crop", "crop_fill", "flip", "cutout") if k in data_cfg)
     desc = (f"{len(images)} images of one training batch as the network gets them (augmentation: {aug or 'none'}), "
             "de-normalised with the run's channel mean/std.")
     with _writing(target):

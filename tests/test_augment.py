@@ -30,6 +30,29 @@ def test_crop_windows_are_the_padded_image_at_the_offsets():
     np.testing.assert_array_equal(got, want)
 
 
+def test_reflected_crops_are_windows_of_the_reflected_image_at_the_same_offsets():
+    """data.crop_fill = "reflect" (Page 2018, airbench): NumPy's reflect padding, on the host and the device; the
+    offsets a seed draws are the ones of zero padding."""
+    import keras
+    import tensorflow as tf
+
+    x = _images(64, (6, 6, 3)).astype("float32") / 255
+    offsets = np.random.default_rng(0).integers(0, 5, (64, 2)).astype(np.int32)
+    padr = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect")
+    want = np.stack([padr[i, r:r + 6, c:c + 6] for i, (r, c) in enumerate(offsets)])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(augment.crop_windows(x, offsets, 2, "reflect")), want)
+    seed = tf.constant([4, 2], tf.int64)
+    zeros, refl = (pipeline.augment(tf.constant(x), seed, 2, crop_fill=f).numpy() for f in ("constant", "reflect"))
+    padz = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])
+    for i in range(len(x)):
+        same = [(r, c) for r in range(5) for c in range(5) if np.array_equal(zeros[i], padz[i, r:r + 6, c:c + 6])
+                and np.array_equal(refl[i], padr[i, r:r + 6, c:c + 6])]
+        assert same, f"image {i}: no offset gives both crops"
+    assert not np.array_equal(zeros, refl)
+    layer = augment.Augment(np.zeros(3), np.ones(3), crop=2, seed=1, crop_fill="reflect")
+    assert augment.Augment.from_config(json.loads(json.dumps(layer.get_config()))).crop_fill == "reflect"
+
+
 def test_uint8_feed_gives_the_host_pipelines_normalised_pixels():
     """Raw uint8 batches through the Augment layer at inference == the host pipeline's float batches."""
     x, y = _images(40), np.arange(40) % 4
@@ -100,6 +123,10 @@ a = np.asarray(augment.Augment(mean, std, crop=2, flip=True, seed=5)(x, training
 b = np.asarray(augment.Augment(mean, std, crop=2, flip=True, seed=5)(x, training=True))
 c = np.asarray(augment.Augment(mean, std, crop=2, flip=True, seed=6)(x, training=True))
 assert np.array_equal(a, b) and not np.array_equal(a, c)
+off = np.array([[0, 4], [3, 1]], np.int32)  # reflect padding under JAX: NumPy's
+padr = np.pad(x[:2].astype("float32"), [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect")
+want = np.stack([padr[i, r:r + 8, q:q + 8] for i, (r, q) in enumerate(off)])
+np.testing.assert_array_equal(np.asarray(augment.crop_windows(x[:2].astype("float32"), off, 2, "reflect")), want)
 print("ok")
 """
     p = subprocess.run([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": "jax"},
@@ -283,3 +310,97 @@ def test_run_with_pca_colour_on_rgb_digits(tmp_path, where):
 
         layer = runner.load_model(run / "best.keras").get_layer("augment")
         assert layer.pca_sigma == 0.1 and len(layer.pca_vals) == 3 and layer.pca_vals[0] > 0
+
+
+# Cutout (data.cutout; DeVries & Taylor 2017, placed inside the image as Page 2018 did)
+
+def _cutout_places(out, plain, fill, s):
+    """The (row, col) of the one s × s square of `fill` that makes each image of `plain` into `out`'s."""
+    places = []
+    for i in range(len(out)):
+        hits = []
+        for r in range(out.shape[1] - s + 1):
+            for c in range(out.shape[2] - s + 1):
+                want = plain[i].copy()
+                want[r:r + s, c:c + s] = fill
+                if np.allclose(out[i], want, rtol=0, atol=1e-6):
+                    hits.append((r, c))
+        assert len(hits) == 1, f"image {i}: squares at {hits}"
+        places.append(hits[0])
+    return places
+
+
+def _check_places(places, h, s):
+    """Uniform over every place inside the image: all of them drawn, none drawn much too often."""
+    counts = np.bincount([r * (h - s + 1) + c for r, c in places], minlength=(h - s + 1) ** 2)
+    assert counts.min() > 0 and counts.max() < 4 * len(places) / len(counts), counts
+
+
+def test_host_cutout_puts_one_mean_square_inside_each_image_and_keeps_the_crops():
+    import tensorflow as tf
+
+    x = tf.constant(_images(512, (6, 6, 3)).astype("float32") / 255)
+    seed, fill = tf.constant([1, 2], tf.int64), np.array([0.25, 0.5, 0.75], np.float32)
+    plain = pipeline.augment(x, seed, 1, True).numpy()
+    out = pipeline.augment(x, seed, 1, True, cutout=3, fill=fill.reshape(1, 1, 1, 3)).numpy()
+    _check_places(_cutout_places(out, plain, fill, 3), 6, 3)  # the crops and flips are the ones without cutout
+    again = pipeline.augment(x, seed, 1, True, cutout=3, fill=fill.reshape(1, 1, 1, 3)).numpy()
+    other = pipeline.augment(x, tf.constant([1, 3], tf.int64), 1, True, cutout=3, fill=fill.reshape(1, 1, 1, 3))
+    assert np.array_equal(again, out) and not np.array_equal(other.numpy(), out)
+    whole = pipeline.augment(x, seed, cutout=6, fill=fill.reshape(1, 1, 1, 3)).numpy()  # as large as the image
+    np.testing.assert_array_equal(whole, np.broadcast_to(fill, whole.shape))
+
+
+def test_device_cutout_is_a_zero_square_after_normalisation_and_round_trips():
+    x = _images(512, (6, 6, 3))
+    mean, std = np.array([0.25, 0.5, 0.75], "float32"), np.array([0.5, 0.25, 0.2], "float32")
+    plain = np.asarray(augment.Augment(mean, std, crop=1, flip=True, seed=3)(x, training=True))
+    layer = augment.Augment(mean, std, crop=1, flip=True, seed=3, cutout=3)
+    out = np.asarray(layer(x, training=True))
+    _check_places(_cutout_places(out, plain, 0.0, 3), 6, 3)  # drawn last: the crops and flips stay as they were
+    np.testing.assert_allclose(np.asarray(layer(x, training=False)), (x / 255 - mean) / std, atol=1e-5)
+    clone = augment.Augment.from_config(json.loads(json.dumps(layer.get_config())))
+    assert clone.cutout == 3
+    np.testing.assert_array_equal(np.asarray(clone(x, training=True)), out)  # same seed, same squares
+    alone = augment.Augment(mean, std, seed=3, cutout=2)  # cutout alone needs the seed generator too
+    _cutout_places(np.asarray(alone(x, training=True)), (x / 255 - mean) / std, 0.0, 2)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_pipeline_cuts_out_training_batches_only(batched):
+    x, y = _images(64, (6, 6, 3)), np.arange(64) % 4
+    mean, std = pipeline.channel_stats(x, 3)
+    kw = dict(shape=(6, 6, 3), batch_size=16, seed=0, mean=mean, std=std)
+    cfg = {**HOST, "batched_augment": batched}
+
+    def run(data_cfg, training):
+        return np.concatenate([b.numpy() for b, _ in pipeline.make(x, y, data_cfg=data_cfg, training=training, **kw)])
+
+    plain = run(cfg, True)  # no augmentation: the normalised images as stored
+    _cutout_places(run({**cfg, "cutout": 2}, True), plain, 0.0, 2)  # the mean, i.e. 0 once normalised
+    np.testing.assert_array_equal(run({**cfg, "cutout": 2}, False), run(cfg, False))
+
+
+def test_cutout_setting():
+    assert config.resolve("lenet5")["data"]["cutout"] == 0
+    speed = config.resolve("cifar10_speedrun")["data"]
+    assert speed["cutout"] == 8 and speed["crop_fill"] == "reflect"  # Page 2018's 8 × 8, his reflected crops
+    with pytest.raises(config.UserError, match="out of range"):
+        config.resolve("lenet5", ["data.cutout=-1"])
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_run_with_cutout_and_reflected_crops(tmp_path, where):
+    p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
+                "--set", "data.cutout=8", "--set", "data.crop=2", "--set", "data.crop_fill=reflect",
+                "--set", "data.limit=64", "--set", f"data.augment_on={where}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = next((tmp_path / "lenet5_modern").iterdir())
+    res = json.loads((run / "results.json").read_text())
+    assert res["runtime"]["augment_on"] == where
+    assert json.loads((run / "config.json").read_text())["data"]["cutout"] == 8
+    if where == "device":  # the saved model reloads with its cutout
+        from suite import runner
+
+        layer = runner.load_model(run / "best.keras").get_layer("augment")
+        assert layer.cutout == 8 and layer.crop_fill == "reflect"

@@ -113,7 +113,11 @@ CASES = [
     # choices
     ("optimizer", lambda f: ["lenet5", "--set", "train.optimizer=adamw"], ["train.optimizer", "sgd, adam"], False),
     ("loss", lambda f: ["lenet5", "--set", "train.loss=hinge"], ["train.loss", "categorical_crossentropy"], False),
-    ("schedule", lambda f: ["lenet5", "--set", "train.schedule=linear"], ["train.schedule", "cosine"], False),
+    ("schedule", lambda f: ["lenet5", "--set", "train.schedule=triangle"], ["train.schedule", "cosine"], False),
+    ("cutout-above-image", lambda f: ["lenet5", "--set", "data.cutout=40"],
+     ["data.cutout = 40", "8×8 images", "at most 8"], False),
+    ("reflect-crop-above-image", lambda f: ["lenet5", "--set", "data.crop=8", "--set", "data.crop_fill=reflect"],
+     ["data.crop = 8", "reflect", "data.crop ≤ 7"], False),
     ("padding", lambda f: ["lenet5", "--set", "model.padding=full"], ["model.padding", "same, valid"], False),
     ("channels", lambda f: ["lenet5", "--set", "data.channels=2"], ["data.channels", "0, 1, 3"], False),
     ("precision", lambda f: ["lenet5", "--set", "train.precision=float64"], ["train.precision", "float32"], False),

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from suite import config, runner
@@ -67,10 +69,35 @@ def test_cosine_warmup_rises_then_decays():
     assert at(0) == pytest.approx(0.0, abs=1e-9) and at(10) == pytest.approx(0.05)
     assert at(20) == pytest.approx(0.1) and at(60) == pytest.approx(0.05, rel=1e-3)  # cosine halfway
     assert at(100) == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(UserError, match="'cosine' only"):
+    with pytest.raises(UserError, match="'cosine' or 'linear' only"):
         config.resolve("lenet5", ["train.schedule=constant", "train.warmup_epochs=1"])
     with pytest.raises(UserError, match="leaves nothing"):
         config.resolve("lenet5", ["train.schedule=cosine", "train.warmup_epochs=20", "train.epochs=20"])
+
+
+def test_linear_schedule_is_pages_triangle_and_saves():
+    """train.schedule = linear: up from min_lr to lr over warmup_epochs, straight down to min_lr at the end (Page
+    2018's [0, 5, 24] → [0, 0.4, 0]); it travels in a saved optimizer (resume)."""
+    import keras
+
+    from suite import optim
+
+    t = config.resolve("lenet5", ["train.schedule=linear", "train.warmup_epochs=5", "train.epochs=24",
+                                  "train.lr=0.4"])["train"]
+    lr = optim.schedule(t, steps_per_epoch=10)
+    at = lambda step: float(lr(step))  # noqa: E731
+    assert at(0) == pytest.approx(0.0, abs=1e-9) and at(25) == pytest.approx(0.2)
+    assert at(50) == pytest.approx(0.4) and at(145) == pytest.approx(0.2) and at(240) == pytest.approx(0.0, abs=1e-7)
+    assert at(1000) == pytest.approx(0.0, abs=1e-7)  # past the end: stays at the floor
+    plain = optim.schedule({**t, "warmup_epochs": 0.0, "min_lr": 0.01}, steps_per_epoch=10)  # no warm-up: a line
+    ref = keras.optimizers.schedules.PolynomialDecay(0.4, 240, 0.01, power=1.0)
+    for step in (0, 7, 120, 239, 240):
+        assert float(plain(step)) == pytest.approx(float(ref(step)), rel=1e-5)
+    opt = keras.optimizers.SGD(lr, momentum=0.9)
+    again = keras.optimizers.SGD.from_config(json.loads(json.dumps(opt.get_config())))
+    assert float(again.learning_rate) == pytest.approx(0.0, abs=1e-9)  # step 0, through the schedule
+    assert [float(again._learning_rate(s)) for s in (25, 145)] == pytest.approx([0.2, 0.2])
+    assert config.resolve("cifar10_speedrun")["train"]["schedule"] == "linear"
 
 
 @pytest.mark.parametrize("value, parsed", [
