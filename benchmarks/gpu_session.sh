@@ -10,53 +10,75 @@
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds 0–4: mean accuracy and training time (part 4)
 # Everything comes back under $OUT: bench JSON, each run's results.json + config.json, and rows.md made by
 # benchmarks/results_row.py from those results (paste them into benchmarks/RESULTS.md unchanged).
+# BUDGET (seconds, default 540; a device call may run 600) bounds the whole call. A run still going when it is
+# spent gets SIGTERM, commits its training state and stops. Calling the script again with the same parts on the
+# still-warm machine resumes it (the suite's own resume; /tmp/suite-logs survives between calls on one machine)
+# and skips what has finished, so a long part (r20: 182 epochs) can take several calls.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/out}; LOGS=/tmp/suite-logs; mkdir -p "$OUT" "$LOGS"
+OUT=${OUT:-/tmp/out}; LOGS=${LOGS:-/tmp/suite-logs}; mkdir -p "$OUT" "$LOGS"
 parts=${*:-bench r20}
+BUDGET=${BUDGET:-540}; start=$(date +%s)
 gpu=$(python3 -c "import jax; print(jax.devices()[0].device_kind)" 2>/dev/null || echo "?")
-echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts" | tee -a "$OUT/session.log"
+echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BUDGET s" | tee -a "$OUT/session.log"
 
-keep() {  # results and configs of the runs under $LOGS/$1, and their rows
-  local exp=$1 cmd=$2
+timed() {  # "$@" within what is left of BUDGET: SIGTERM at the end (a run commits and stops), SIGKILL 30 s later
+  local left=$(( BUDGET - ($(date +%s) - start) )) rc
+  if [ "$left" -le 30 ]; then echo "skipped, budget spent: $*" | tee -a "$OUT/session.log" >&2; return 124; fi
+  timeout -k 30 -s TERM "$left" "$@"; rc=$?
+  [ "$rc" -eq 124 ] && echo "cut at the budget (run the same parts again to resume): $*" | tee -a "$OUT/session.log" >&2
+  return "$rc"
+}
+
+finished() {  # whether $LOGS/$1 holds a finished run (of train.seed $2, when given)
+  python3 -c '
+import json, pathlib, sys
+seeds = [str(json.loads((r.parent / "config.json").read_text())["train"]["seed"])
+         for r in pathlib.Path(sys.argv[1]).glob("*/results.json")]
+sys.exit(0 if (seeds and not sys.argv[2]) or sys.argv[2] in seeds else 1)' "$LOGS/$1" "${2:-}"
+}
+
+run_exp() {  # experiment file $1, unchanged (extra --set arguments after it), unless it has finished here
+  local exp=$1; shift
+  finished "$exp" && { echo "$exp: finished earlier, kept" | tee -a "$OUT/session.log"; return 0; }
+  timed python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" >> "$OUT/$exp.txt" 2>&1
+}
+
+keep() {  # results and configs of the finished runs under $LOGS/$1, and their row (none while none finished)
+  local exp=$1 cmd=$2 d done=()
   for d in "$LOGS/$exp"/*/; do
     [ -f "$d/results.json" ] || continue
+    done+=("$d")
     mkdir -p "$OUT/runs/$exp/$(basename "$d")"
     cp "$d/results.json" "$d/config.json" "$OUT/runs/$exp/$(basename "$d")/"
   done
-  python3 benchmarks/results_row.py "$LOGS/$exp"/*/ --command "$cmd" >> "$OUT/rows.md" 2>>"$OUT/session.log"
+  [ ${#done[@]} -gt 0 ] || return 0
+  python3 benchmarks/results_row.py "${done[@]}" --command "$cmd" ${3:-} 2>>"$OUT/session.log" | tee -a "$OUT/rows.md"
 }
 
 for part in $parts; do
   t0=$(date +%s)
   case $part in
-    bench) python3 -m suite bench resnet20 --data cifar10 --epochs 2 --json "$OUT/bench_resnet20.json" \
+    bench) timed python3 -m suite bench resnet20 --data cifar10 --epochs 2 --json "$OUT/bench_resnet20.json" \
              > "$OUT/bench_resnet20.txt" 2>&1; tail -12 "$OUT/bench_resnet20.txt" ;;
-    r20)   python3 -m suite run resnet20 --logdir "$LOGS" --set train.verbose=2 > "$OUT/r20.txt" 2>&1
-           keep resnet20 "python -m suite run resnet20" ;;
-    r56)   python3 -m suite run resnet56 --logdir "$LOGS" --set train.verbose=2 > "$OUT/r56.txt" 2>&1
-           keep resnet56 "python -m suite run resnet56" ;;
-    plain) for e in plain20 plain56; do
-             python3 -m suite run $e --logdir "$LOGS" --set train.verbose=2 > "$OUT/$e.txt" 2>&1
-             keep $e "python -m suite run $e"
-           done ;;
-    r50)   python3 - <<'EOF'
-import numpy as np  # synthetic 224² images: ResNet-50's speed does not depend on what the pixels show
+    r20)   run_exp resnet20; keep resnet20 "python -m suite run resnet20" ;;
+    r56)   run_exp resnet56; keep resnet56 "python -m suite run resnet56" ;;
+    plain) for e in plain20 plain56; do run_exp $e; keep $e "python -m suite run $e"; done ;;
+    r50)   python3 -c '
+import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show
 rng = np.random.default_rng(0)
 np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), dtype=np.uint8),
          y_train=rng.integers(0, 1000, 4096), x_test=rng.integers(0, 256, (256, 224, 224, 3), dtype=np.uint8),
-         y_test=rng.integers(0, 1000, 256))
-EOF
-           python3 -m suite bench resnet50 --data /tmp/synth224.npz --batch-size 256 --steps 15 --epochs 2 \
+         y_test=rng.integers(0, 1000, 256))'
+           timed python3 -m suite bench resnet50 --data /tmp/synth224.npz --batch-size 256 --steps 15 --epochs 2 \
              --json "$OUT/bench_resnet50.json" > "$OUT/bench_resnet50.txt" 2>&1
            tail -12 "$OUT/bench_resnet50.txt" ;;
     speed) for s in 0 1 2 3 4; do
-             python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s --set train.verbose=2 \
-               > "$OUT/speed_seed$s.txt" 2>&1
+             finished cifar10_speedrun $s && continue
+             timed python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s --set train.verbose=2 \
+               >> "$OUT/speed_seed$s.txt" 2>&1 || break
            done
-           keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S  # S = 0…4"
-           python3 benchmarks/results_row.py "$LOGS/cifar10_speedrun"/*/ --command speed --speed 2>>"$OUT/session.log" \
-             | tail -1 | tee -a "$OUT/rows.md" ;;
+           keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S  # S = 0…4" --speed ;;
     *) echo "unknown part $part" | tee -a "$OUT/session.log" ;;
   esac
   echo "$part: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/session.log"

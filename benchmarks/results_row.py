@@ -45,9 +45,12 @@ def row(run_dirs, command, device=None):
         reached.append(f"epoch {hit + 1} ({sum(times[:hit + 1]):.0f} s)" if hit is not None else "no")
     rt = r0.get("runtime", {})
     device = rt.get("device") or device or "?"  # runs made before results.json recorded it: --device
-    wall = statistics.median(r["wall_time_s"] for r in runs)
+    # a resumed run's wall_time_s is its last process's: count its epochs' own times instead, and say so
+    wall = statistics.median(sum(r["history"]["epoch_time"]) if r.get("resumed") else r["wall_time_s"] for r in runs)
+    resumed = sum(bool(r.get("resumed")) for r in runs)
+    note = f" ({resumed} resumed: epoch times summed)" if resumed else ""
     cells = [r0["experiment"], r0["data"], device, r0.get("backend", "?"), rt.get("precision", "float32"),
-             str(r0["epochs_completed"]), f"{wall / 60:.1f} min", "; ".join(sorted(set(reached))), acc,
+             str(r0["epochs_completed"]), f"{wall / 60:.1f} min{note}", "; ".join(sorted(set(reached))), acc,
              f"{ref:.2%}" if ref else "—", f"`{command}`"]
     return "| " + " | ".join(cells) + " |"
 
@@ -68,10 +71,12 @@ def speed(run_dirs):
         later = ep[1:]
         times.append(sum(later) + statistics.median(later))
     mean = statistics.mean(times)
+    resumed = sum(bool(r.get("resumed")) for r in runs)  # a resumed process compiled again in its first epoch
     return (f"training time after compilation: mean {mean:.2f} s over {len(times)} runs "
             f"({', '.join(f'{t:.2f}' for t in times)} s; epoch 1 counted at the median later epoch, "
             f"its compilation left out); {mean / AIRBENCH94_H100_S:.1f}× airbench94's {AIRBENCH94_H100_S} s "
-            "on an H100")
+            "on an H100" + (f"; {resumed} run(s) resumed, so their times also hold a later compilation"
+                            if resumed else ""))
 
 
 HEADER = ("| experiment | data | device | backend | precision | epochs | wall time | val ≥ paper at | test accuracy "

@@ -44,3 +44,13 @@ def test_speed_line_leaves_the_compiling_epoch_out(tmp_path):
     line = results_row.speed([a, b])
     # a: 2+3+4 + median 3 = 12; b: 1+1+1 + 1 = 4; mean 8 → 8 / 2.56 = 3.1×
     assert "mean 8.00 s over 2 runs (12.00, 4.00 s;" in line and "3.1× airbench94" in line
+
+
+def test_a_resumed_run_counts_its_epoch_times(tmp_path):
+    d = _run(tmp_path / "a", 0.92)
+    r = json.loads((d / "results.json").read_text())
+    r.update(resumed=True, resumed_from_epoch=1, wall_time_s=65.0)  # the last process only: epoch 2 and the test
+    (d / "results.json").write_text(json.dumps(r))
+    cells = [c.strip() for c in results_row.row([d], "c").strip("|").split("|")]
+    assert cells[6] == "1.8 min (1 resumed: epoch times summed)"  # 50 + 60 s, not 65 s
+    assert "1 run(s) resumed" in results_row.speed([d])
