@@ -554,9 +554,10 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
         with plan.local():
             if n_out > 1:
                 infer.compile(loss=optim.loss(t), metrics=optim.metrics(t, data.num_classes))
-            test = {k: float(v) for k, v in infer.evaluate(test_ds, verbose=0, return_dict=True).items()}
-            if cfg["eval"]["tta"] != "none":  # the paper's test-time augmentation (suite/evaluate.py)
-                test = test_with_tta(infer, cfg, parts, ds)
+            if cfg["eval"]["tta"] != "none":  # the paper's test-time augmentation (suite/evaluate.py), which
+                test = test_with_tta(infer, cfg, parts, ds)  # also measures the image alone ("single_view")
+            else:
+                test = {k: float(v) for k, v in infer.evaluate(test_ds, verbose=0, return_dict=True).items()}
             if cfg["log"]["checkpoints"] and chief:
                 cb.save_model(infer, run_dir / "last.keras")
     hist = backup.history  # every epoch, the ones before a resume included
