@@ -4,8 +4,8 @@
 
 Several run directories (seeds of the same experiment) give the test accuracy as mean ± std (n). Wall time is the
 runs' own `wall_time_s` (median when several). "reached" is the first epoch whose validation accuracy was at or
-above the paper's figure and the training time up to it (the sum of epoch times); the test set is only used once,
-at the end. A run whose experiment sets `[eval] tta` says which views its test figure averages, and gives the
+above the paper's figure and the training time up to it (the sum of epoch times; "—" without a validation set or
+a figure for the same data); the test set is only used once, at the end. A run whose experiment sets `[eval] tta` says which views its test figure averages, and gives the
 image-alone figure beside it.
 """
 
@@ -37,12 +37,20 @@ def row(run_dirs, command, device=None):
         alone = [r["test"]["single_view"]["accuracy"] for r in runs if r["status"] == "complete"]
         acc += f" ({'/'.join(sorted(ttas))} TTA; single view {mean_std(alone)})"
     ref = r0.get("reference_accuracy")
+    ref_data = r0.get("reference_data") or ""
+    other = ref and ref_data not in ("", r0["data"])  # e.g. GoogLeNet's ImageNet figure beside a CIFAR run
+    ref_cell = f"{ref:.2%}" + (f" ({ref_data}: not comparable)" if other else "") if ref else "—"
+    if other:
+        ref = None  # no "reached" against another data set's figure
     reached = []
     for r in runs:
         h = r.get("history", {})
         val, times = h.get("val_accuracy", []), h.get("epoch_time", [])
         hit = next((i for i, v in enumerate(val) if ref and v >= ref), None)
-        reached.append(f"epoch {hit + 1} ({sum(times[:hit + 1]):.0f} s)" if hit is not None else "no")
+        if not ref or not val:  # no figure to reach, or no validation set (val_split = 0)
+            reached.append("—")
+        else:
+            reached.append(f"epoch {hit + 1} ({sum(times[:hit + 1]):.0f} s)" if hit is not None else "no")
     rt = r0.get("runtime", {})
     device = rt.get("device") or device or "?"  # runs made before results.json recorded it: --device
     # a resumed run's wall_time_s is its last process's: count its epochs' own times instead, and say so
@@ -51,7 +59,7 @@ def row(run_dirs, command, device=None):
     note = f" ({resumed} resumed: epoch times summed)" if resumed else ""
     cells = [r0["experiment"], r0["data"], device, r0.get("backend", "?"), rt.get("precision", "float32"),
              str(r0["epochs_completed"]), f"{wall / 60:.1f} min{note}", "; ".join(sorted(set(reached))), acc,
-             f"{ref:.2%}" if ref else "—", f"`{command}`"]
+             ref_cell, f"`{command}`"]
     return "| " + " | ".join(cells) + " |"
 
 

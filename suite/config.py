@@ -69,7 +69,7 @@ DEFAULTS = {
         "power": 1.0,  # polynomial
         "patience": 5,  # plateau
         "min_lr": 0.0,
-        "warmup_epochs": 0.0,  # cosine, linear: rise linearly from min_lr to lr over this many epochs first (one-cycle)
+        "warmup_epochs": 0.0,  # cosine, linear, step: rise linearly from min_lr to lr over this many epochs first
         "seed": 0,
         "deterministic": False,
         "precision": "auto",  # auto: mixed_bfloat16 on a GPU/TPU that has bf16, float32 elsewhere
@@ -399,9 +399,10 @@ def validate(cfg):
         raise UserError(f"train.milestones = {ms} must be a list of positive epoch numbers (below 2**31), "
                         "e.g. [30, 60]")
     t = cfg["train"]
-    if t["warmup_epochs"] and t["schedule"] not in ("cosine", "linear"):
-        raise UserError(f"train.warmup_epochs = {t['warmup_epochs']} works with train.schedule = 'cosine' or "
-                        "'linear' only; set --set train.schedule=linear (or cosine) or leave warmup_epochs at 0")
+    if t["warmup_epochs"] and t["schedule"] not in ("cosine", "linear", "step"):
+        raise UserError(f"train.warmup_epochs = {t['warmup_epochs']} works with train.schedule = 'cosine', "
+                        "'linear' or 'step' only; set --set train.schedule=linear (or cosine, step) or leave "
+                        "warmup_epochs at 0")
     if t["warmup_epochs"] >= t["epochs"]:
         raise UserError(f"train.warmup_epochs = {t['warmup_epochs']} leaves nothing of the {t['epochs']} epochs "
                         "to decay over; use fewer warm-up epochs")

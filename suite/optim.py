@@ -15,7 +15,9 @@ def schedule(t, steps_per_epoch):
     if kind == "step":
         bounds = [int(round(m * steps_per_epoch)) for m in sorted(t["milestones"])]
         values = [lr * t["decay"] ** i for i in range(len(bounds) + 1)]
-        return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+        steps = keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+        warm = int(round(t["warmup_epochs"] * steps_per_epoch))
+        return WarmUp(steps, warm, t["min_lr"]) if warm else steps
     if kind == "exponential":
         return keras.optimizers.schedules.ExponentialDecay(
             lr, decay_steps=max(1, int(t["decay_epochs"] * steps_per_epoch)), decay_rate=t["decay"])
@@ -51,6 +53,27 @@ class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "floor": self.floor}
+
+
+@keras.saving.register_keras_serializable(package="suite")
+class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """A straight rise from `floor` to `schedule`'s value at `warmup_steps`, then `schedule` itself (the gradual
+    warm-up of Goyal et al. 2017) — for the step schedule, which Keras ships without one; written here."""
+
+    def __init__(self, schedule, warmup_steps, floor=0.0):
+        if isinstance(schedule, dict):  # from a saved optimizer
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        self.schedule, self.warmup_steps, self.floor = schedule, int(warmup_steps), float(floor)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        peak = keras.ops.cast(self.schedule(self.warmup_steps), "float32")
+        up = self.floor + (peak - self.floor) * step / max(1, self.warmup_steps)
+        return keras.ops.where(step < self.warmup_steps, up, keras.ops.cast(self.schedule(step), "float32"))
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "warmup_steps": self.warmup_steps,
                 "floor": self.floor}
 
 

@@ -69,7 +69,7 @@ def test_cosine_warmup_rises_then_decays():
     assert at(0) == pytest.approx(0.0, abs=1e-9) and at(10) == pytest.approx(0.05)
     assert at(20) == pytest.approx(0.1) and at(60) == pytest.approx(0.05, rel=1e-3)  # cosine halfway
     assert at(100) == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(UserError, match="'cosine' or 'linear' only"):
+    with pytest.raises(UserError, match="'cosine', 'linear' or 'step' only"):
         config.resolve("lenet5", ["train.schedule=constant", "train.warmup_epochs=1"])
     with pytest.raises(UserError, match="leaves nothing"):
         config.resolve("lenet5", ["train.schedule=cosine", "train.warmup_epochs=20", "train.epochs=20"])
@@ -98,6 +98,25 @@ def test_linear_schedule_is_pages_triangle_and_saves():
     assert float(again.learning_rate) == pytest.approx(0.0, abs=1e-9)  # step 0, through the schedule
     assert [float(again._learning_rate(s)) for s in (25, 145)] == pytest.approx([0.2, 0.2])
     assert config.resolve("cifar10_speedrun")["train"]["schedule"] == "linear"
+
+
+def test_step_schedule_with_warmup_rises_then_steps_and_saves():
+    """ResNet-110's start (He et al. 2016 §4.2 warm up at a low lr): a linear rise, then the milestones."""
+    import keras
+
+    from suite import optim
+
+    t = config.resolve("lenet5", ["train.schedule=step", "train.milestones=[4, 6]", "train.warmup_epochs=1",
+                                  "train.epochs=8", "train.lr=0.1"])["train"]
+    lr = optim.schedule(t, steps_per_epoch=10)
+    at = lambda step: float(lr(step))  # noqa: E731
+    assert [at(s) for s in (0, 5, 10, 40, 41, 61, 79)] == pytest.approx([0, 0.05, 0.1, 0.1, 0.01, 0.001, 0.001])
+    opt = keras.optimizers.SGD(lr, momentum=0.9)
+    again = keras.optimizers.SGD.from_config(json.loads(json.dumps(opt.get_config())))
+    assert [float(again._learning_rate(s)) for s in (5, 45)] == pytest.approx([0.05, 0.01])
+    plain = optim.schedule({**t, "warmup_epochs": 0.0}, steps_per_epoch=10)
+    assert isinstance(plain, keras.optimizers.schedules.PiecewiseConstantDecay)  # no warm-up: Keras' own
+    assert config.resolve("resnet110")["train"]["warmup_epochs"] == 1
 
 
 @pytest.mark.parametrize("value, parsed", [

@@ -54,3 +54,16 @@ def test_a_resumed_run_counts_its_epoch_times(tmp_path):
     cells = [c.strip() for c in results_row.row([d], "c").strip("|").split("|")]
     assert cells[6] == "1.8 min (1 resumed: epoch times summed)"  # 50 + 60 s, not 65 s
     assert "1 run(s) resumed" in results_row.speed([d])
+
+
+def test_a_figure_for_other_data_is_shown_as_not_comparable(tmp_path):
+    d = _run(tmp_path / "a", 0.92)
+    r = json.loads((d / "results.json").read_text())
+    r.update(reference_accuracy=0.687, reference_data="imagenet")  # GoogLeNet's ImageNet top-1, a CIFAR run
+    (d / "results.json").write_text(json.dumps(r))
+    cells = [c.strip() for c in results_row.row([d], "c").strip("|").split("|")]
+    assert cells[7] == "—" and cells[9] == "68.70% (imagenet: not comparable)"
+    r.update(reference_data="cifar10")
+    (d / "results.json").write_text(json.dumps(r))
+    cells = [c.strip() for c in results_row.row([d], "c").strip("|").split("|")]
+    assert cells[7] == "epoch 1 (50 s)" and cells[9] == "68.70%"  # val 0.80 ≥ 0.687 at once
