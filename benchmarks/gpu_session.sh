@@ -19,6 +19,9 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}; LOGS=${LOGS:-/tmp/suite-logs}; mkdir -p "$OUT" "$LOGS"
 parts=${*:-bench r20}
 BUDGET=${BUDGET:-540}; start=$(date +%s)
+# JAX's persistent compilation cache: the speed run's seeds 1–4, a resumed run and a second call compile nothing
+# the first process already compiled (same graph, other numbers), leaving more of the budget to training
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax-cache}
 gpu=$(python3 -c "import jax; print(jax.devices()[0].device_kind)" 2>/dev/null || echo "?")
 echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BUDGET s" | tee -a "$OUT/session.log"
 

@@ -297,21 +297,6 @@ def test_pca_colour_setting():
         config.resolve("lenet5", ["data.pca_colour=-0.1"])
 
 
-@pytest.mark.parametrize("where", ["host", "device"])
-def test_run_with_pca_colour_on_rgb_digits(tmp_path, where):
-    p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
-                "--set", "data.channels=3", "--set", "data.pca_colour=0.1", "--set", "data.limit=64",
-                "--set", f"data.augment_on={where}")
-    assert p.returncode == 0, p.stderr[-2000:]
-    run = next((tmp_path / "lenet5_modern").iterdir())
-    assert json.loads((run / "results.json").read_text())["runtime"]["augment_on"] == where
-    if where == "device":  # the saved model reloads with its colour noise
-        from suite import runner
-
-        layer = runner.load_model(run / "best.keras").get_layer("augment")
-        assert layer.pca_sigma == 0.1 and len(layer.pca_vals) == 3 and layer.pca_vals[0] > 0
-
-
 # Cutout (data.cutout; DeVries & Taylor 2017, placed inside the image as Page 2018 did)
 
 def _cutout_places(out, plain, fill, s):
@@ -390,17 +375,19 @@ def test_cutout_setting():
 
 
 @pytest.mark.parametrize("where", ["host", "device"])
-def test_run_with_cutout_and_reflected_crops(tmp_path, where):
+def test_run_with_every_augmentation_on_rgb_digits(tmp_path, where):
+    """Reflected crops, flips, PCA colour noise and cutout together, through `suite run` on either path."""
     p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
-                "--set", "data.cutout=8", "--set", "data.crop=2", "--set", "data.crop_fill=reflect",
+                "--set", "data.channels=3", "--set", "data.pca_colour=0.1", "--set", "data.cutout=4",
+                "--set", "data.crop=2", "--set", "data.crop_fill=reflect", "--set", "data.flip=true",
                 "--set", "data.limit=64", "--set", f"data.augment_on={where}")
     assert p.returncode == 0, p.stderr[-2000:]
     run = next((tmp_path / "lenet5_modern").iterdir())
-    res = json.loads((run / "results.json").read_text())
-    assert res["runtime"]["augment_on"] == where
-    assert json.loads((run / "config.json").read_text())["data"]["cutout"] == 8
-    if where == "device":  # the saved model reloads with its cutout
+    assert json.loads((run / "results.json").read_text())["runtime"]["augment_on"] == where
+    assert json.loads((run / "config.json").read_text())["data"]["cutout"] == 4
+    if where == "device":  # the saved model reloads with its augmentation
         from suite import runner
 
         layer = runner.load_model(run / "best.keras").get_layer("augment")
-        assert layer.cutout == 8 and layer.crop_fill == "reflect"
+        assert layer.pca_sigma == 0.1 and len(layer.pca_vals) == 3 and layer.pca_vals[0] > 0
+        assert layer.cutout == 4 and layer.crop_fill == "reflect" and layer.crop == 2 and layer.flip
