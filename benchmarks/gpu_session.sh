@@ -7,7 +7,8 @@
 #   r20    experiments/resnet20.toml, unchanged (the paper's 182 epochs)
 #   r56    experiments/resnet56.toml;  plain  plain20.toml and plain56.toml (the degradation)
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
-#   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds 0–4: mean accuracy and training time (part 4)
+#   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
+#          time (part 4)
 # Everything comes back under $OUT: bench JSON, each run's results.json + config.json, and rows.md made by
 # benchmarks/results_row.py from those results (paste them into benchmarks/RESULTS.md unchanged).
 # BUDGET (seconds, default 540; a device call may run 600) bounds the whole call. A run still going when it is
@@ -76,7 +77,7 @@ np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), 
            timed python3 -m suite bench resnet50 --data /tmp/synth224.npz --batch-size 256 --steps 15 --epochs 2 \
              --json "$OUT/bench_resnet50.json" > "$OUT/bench_resnet50.txt" 2>&1
            tail -12 "$OUT/bench_resnet50.txt" ;;
-    speed) for s in 0 1 2 3 4; do
+    speed) for s in ${SEEDS:-0 1 2 3 4}; do
              finished cifar10_speedrun $s && continue
              timed python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s --set train.verbose=2 \
                >> "$OUT/speed_seed$s.txt" 2>&1 || break

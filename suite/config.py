@@ -68,6 +68,9 @@ DEFAULTS = {
         "decay_epochs": 1.0,  # exponential: lr *= decay every decay_epochs
         "power": 1.0,  # polynomial
         "patience": 5,  # plateau
+        # plateau: the figure it watches; auto = val_loss (loss without a validation set). NiN's paper lowered the
+        # lr when the *training* accuracy stopped improving: "accuracy"
+        "plateau_monitor": "auto",
         "min_lr": 0.0,
         "warmup_epochs": 0.0,  # cosine, linear, step: rise linearly from min_lr to lr over this many epochs first
         "seed": 0,
@@ -128,6 +131,7 @@ CHOICES = {
     "train.optimizer": ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "ftrl"),
     "train.loss": ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mse"),
     "train.schedule": ("constant", "step", "exponential", "polynomial", "cosine", "linear", "plateau"),
+    "train.plateau_monitor": ("auto", "val_loss", "val_accuracy", "loss", "accuracy"),
     "train.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
     "data.augment_on": ("auto", "host", "device"),
     "data.crop_fill": ("constant", "reflect"),
@@ -406,6 +410,9 @@ def validate(cfg):
     if t["warmup_epochs"] >= t["epochs"]:
         raise UserError(f"train.warmup_epochs = {t['warmup_epochs']} leaves nothing of the {t['epochs']} epochs "
                         "to decay over; use fewer warm-up epochs")
+    if t.get("plateau_monitor", "auto").startswith("val_") and not cfg["data"]["val_split"]:
+        raise UserError(f"train.plateau_monitor = {t['plateau_monitor']!r} needs a validation set, but "
+                        "data.val_split = 0; watch 'loss' or 'accuracy', or hold out data with data.val_split")
     if cfg["train"]["schedule"] == "step" and not cfg["train"]["milestones"]:
         raise UserError("train.schedule = 'step' needs train.milestones, e.g. --set train.milestones=[30,60]")
     if "backup_every" in cfg["log"]:

@@ -494,8 +494,12 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
     cbs = ([cb.SetEpoch(epoch_var), stop, cb.EpochStats(len(xtr), position), cb.LearningRateLogger()] + grads
            + ([cb.Progbar(position)] if verbose else []))
     if t["schedule"] == "plateau":
-        plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor.replace("accuracy", "loss"), factor=t["decay"],
-                                                    patience=t["patience"], min_lr=t["min_lr"], verbose=verbose)
+        watch = t.get("plateau_monitor", "auto")
+        watch = monitor.replace("accuracy", "loss") if watch == "auto" else watch
+        if n_out > 1 and watch.endswith("accuracy") and "predictions_" not in watch:  # the main head's accuracy
+            watch = watch.replace("accuracy", "predictions_accuracy")
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor=watch, factor=t["decay"], patience=t["patience"],
+                                                    min_lr=t["min_lr"], verbose=verbose)
         cbs.insert(0, plateau)
         stateful["plateau"] = (plateau, ["best", "wait", "cooldown_counter"])
     if copy is not None:  # first: every other callback reads the validation figures it adds

@@ -119,6 +119,13 @@ def test_step_schedule_with_warmup_rises_then_steps_and_saves():
     assert config.resolve("resnet110")["train"]["warmup_epochs"] == 1
 
 
+def test_plateau_monitor_needs_a_validation_set_for_val_figures():
+    assert config.resolve("nin")["train"]["plateau_monitor"] == "accuracy"  # Lin et al.: the training accuracy
+    assert config.resolve("lenet5", ["train.plateau_monitor=loss", "data.val_split=0"])["train"]["schedule"]
+    with pytest.raises(UserError, match="needs a validation set"):
+        config.resolve("lenet5", ["train.plateau_monitor=val_accuracy", "data.val_split=0"])
+
+
 @pytest.mark.parametrize("value, parsed", [
     ("epoch", None), ("2min", ("seconds", 120.0)), ("90s", ("seconds", 90.0)), ("1h", ("seconds", 3600.0)),
     ("500 steps", ("steps", 500)), ("1 step", ("steps", 1)), ("0", None),

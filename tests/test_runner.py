@@ -90,3 +90,15 @@ def test_progress_bar_never_passes_the_epochs_end(capsys):
     bar.on_train_batch_end(15, {"loss": 1.0})
     assert bar.seen == 11
     assert "16/11" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("watch", ["accuracy", "val_loss"])
+def test_plateau_lowers_the_lr_when_the_watched_figure_stalls(tmp_path, watch):
+    """train.plateau_monitor names a figure the logs have: with an lr too small to move the weights every figure
+    stalls, so the lr halves at every epoch after the first (a name the logs lacked would never lower it)."""
+    p = run_cli("run", "lenet5", "--epochs", "3", "--logdir", tmp_path, "--set", "train.verbose=0",
+                "--set", "data.limit=64", "--set", "train.lr=1e-20", "--set", "train.schedule=plateau",
+                "--set", "train.patience=0", "--set", "train.decay=0.5", "--set", f"train.plateau_monitor={watch}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(next((tmp_path / "lenet5").glob("*/results.json")).read_text())
+    assert res["history"]["learning_rate"] == pytest.approx([1e-20, 5e-21, 2.5e-21], rel=1e-5)
