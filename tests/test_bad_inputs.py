@@ -116,6 +116,8 @@ CASES = [
     ("schedule", lambda f: ["lenet5", "--set", "train.schedule=triangle"], ["train.schedule", "cosine"], False),
     ("cutout-above-image", lambda f: ["lenet5", "--set", "data.cutout=40"],
      ["data.cutout = 40", "8×8 images", "at most 8"], False),
+    ("plateau-val-without-val", lambda f: ["lenet5", "--set", "train.plateau_monitor=val_loss", "--set",
+                                           "data.val_split=0"], ["train.plateau_monitor", "validation set"], False),
     ("reflect-crop-above-image", lambda f: ["lenet5", "--set", "data.crop=8", "--set", "data.crop_fill=reflect"],
      ["data.crop = 8", "reflect", "data.crop ≤ 7"], False),
     ("padding", lambda f: ["lenet5", "--set", "model.padding=full"], ["model.padding", "same, valid"], False),
