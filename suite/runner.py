@@ -41,6 +41,9 @@ def read_json(path):
         return None
 
 
+SINCE_HASHED = {"data.cutout": 0, "data.crop_fill": "constant", "train.plateau_monitor": "auto"}
+
+
 def config_hash(cfg):
     """Identifies 'the same command' for resuming: the resolved config without display-only keys."""
     c = json.loads(json.dumps(cfg))
@@ -50,6 +53,10 @@ def config_hash(cfg):
     c.pop("eval", None)  # nor does how the test set is evaluated
     c["log"].pop("backup_every", None)  # nor how often its state is committed
     c["train"].pop("distribute", None)  # nor on how many devices: a run resumes on other hardware
+    for key, default in SINCE_HASHED.items():  # settings added later, at their default: as before they existed,
+        sec, k = key.split(".")                # so a run begun by an older suite still resumes after an upgrade
+        if c.get(sec, {}).get(k, default) == default:
+            c.get(sec, {}).pop(k, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
 
 

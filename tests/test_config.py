@@ -135,3 +135,16 @@ def test_backup_every_forms(value, parsed):
     cfg = config.resolve("lenet5", [f"log.backup_every={value!r}"])
     assert cfg["log"]["backup_every"] == value
     assert runner.config_hash(cfg) == runner.config_hash(config.resolve("lenet5"))  # how often: not which run
+
+
+def test_settings_added_later_keep_an_older_runs_identity_at_their_defaults():
+    """A run begun before data.cutout, data.crop_fill and train.plateau_monitor existed resumes after an upgrade."""
+    import copy
+
+    cfg = config.resolve("resnet20")
+    old = copy.deepcopy(cfg)
+    for key in runner.SINCE_HASHED:
+        sec, k = key.split(".")
+        del old[sec][k]
+    assert runner.config_hash(old) == runner.config_hash(cfg)
+    assert runner.config_hash(config.resolve("resnet20", ["data.cutout=8"])) != runner.config_hash(cfg)
