@@ -30,7 +30,9 @@ timed() {  # "$@" within what is left of BUDGET: SIGTERM at the end (a run commi
   local left=$(( BUDGET - ($(date +%s) - start) )) rc
   if [ "$left" -le 30 ]; then echo "skipped, budget spent: $*" | tee -a "$OUT/session.log" >&2; return 124; fi
   timeout -k 30 -s TERM "$left" "$@"; rc=$?
-  [ "$rc" -eq 124 ] && echo "cut at the budget (run the same parts again to resume): $*" | tee -a "$OUT/session.log" >&2
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then  # the same parts again: a run resumes, a bench starts over
+    echo "cut at the budget: $*" | tee -a "$OUT/session.log" >&2
+  fi
   return "$rc"
 }
 
@@ -48,6 +50,12 @@ run_exp() {  # experiment file $1, unchanged (extra --set arguments after it), u
   timed python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" >> "$OUT/$exp.txt" 2>&1
 }
 
+once() {  # a bench ($1: its name) whose JSON is kept in $LOGS: a later call copies it back instead of rerunning
+  local name=$1; shift
+  [ -f "$LOGS/$name.json" ] || timed "$@" --json "$LOGS/$name.json" > "$LOGS/$name.txt" 2>&1
+  cp "$LOGS/$name".* "$OUT/" 2>/dev/null; tail -12 "$LOGS/$name.txt"
+}
+
 keep() {  # results and configs of the finished runs under $LOGS/$1, and their row (none while none finished)
   local exp=$1 cmd=$2 d done=()
   for d in "$LOGS/$exp"/*/; do
@@ -63,20 +71,18 @@ keep() {  # results and configs of the finished runs under $LOGS/$1, and their r
 for part in $parts; do
   t0=$(date +%s)
   case $part in
-    bench) timed python3 -m suite bench resnet20 --data cifar10 --epochs 2 --json "$OUT/bench_resnet20.json" \
-             > "$OUT/bench_resnet20.txt" 2>&1; tail -12 "$OUT/bench_resnet20.txt" ;;
+    bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 2 ;;
     r20)   run_exp resnet20; keep resnet20 "python -m suite run resnet20" ;;
     r56)   run_exp resnet56; keep resnet56 "python -m suite run resnet56" ;;
     plain) for e in plain20 plain56; do run_exp $e; keep $e "python -m suite run $e"; done ;;
-    r50)   python3 -c '
+    r50)   [ -f /tmp/synth224.npz ] || python3 -c '
 import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show
 rng = np.random.default_rng(0)
 np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), dtype=np.uint8),
          y_train=rng.integers(0, 1000, 4096), x_test=rng.integers(0, 256, (256, 224, 224, 3), dtype=np.uint8),
          y_test=rng.integers(0, 1000, 256))'
-           timed python3 -m suite bench resnet50 --data /tmp/synth224.npz --batch-size 256 --steps 15 --epochs 2 \
-             --json "$OUT/bench_resnet50.json" > "$OUT/bench_resnet50.txt" 2>&1
-           tail -12 "$OUT/bench_resnet50.txt" ;;
+           once bench_resnet50 python3 -m suite bench resnet50 --data /tmp/synth224.npz --batch-size 256 --steps 15 \
+             --epochs 2 ;;
     speed) for s in ${SEEDS:-0 1 2 3 4}; do
              finished cifar10_speedrun $s && continue
              timed python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s --set train.verbose=2 \

@@ -5,8 +5,9 @@
 Several run directories (seeds of the same experiment) give the test accuracy as mean ± std (n). Wall time is the
 runs' own `wall_time_s` (median when several). "reached" is the first epoch whose validation accuracy was at or
 above the paper's figure and the training time up to it (the sum of epoch times; "—" without a validation set or
-a figure for the same data); the test set is only used once, at the end. A run whose experiment sets `[eval] tta` says which views its test figure averages, and gives the
-image-alone figure beside it.
+a figure for the same data); the test set is only used once, at the end. A run whose experiment sets `[eval] tta`
+says which views its test figure averages, and gives the image-alone figure beside it. A resumed run's wall time
+is the sum of its epoch times (its `wall_time_s` is the last process's).
 """
 
 import argparse
@@ -39,21 +40,20 @@ def row(run_dirs, command, device=None):
     ref = r0.get("reference_accuracy")
     ref_data = r0.get("reference_data") or ""
     other = ref and ref_data not in ("", r0["data"])  # e.g. GoogLeNet's ImageNet figure beside a CIFAR run
-    ref_cell = f"{ref:.2%}" + (f" ({ref_data}: not comparable)" if other else "") if ref else "—"
+    ref_cell = (f"{ref:.2%}" + (f" ({ref_data}: not comparable)" if other else "")) if ref else "—"
     if other:
         ref = None  # no "reached" against another data set's figure
     reached = []
     for r in runs:
         h = r.get("history", {})
         val, times = h.get("val_accuracy", []), h.get("epoch_time", [])
-        hit = next((i for i, v in enumerate(val) if ref and v >= ref), None)
         if not ref or not val:  # no figure to reach, or no validation set (val_split = 0)
             reached.append("—")
-        else:
-            reached.append(f"epoch {hit + 1} ({sum(times[:hit + 1]):.0f} s)" if hit is not None else "no")
+            continue
+        hit = next((i for i, v in enumerate(val) if v >= ref), None)
+        reached.append(f"epoch {hit + 1} ({sum(times[:hit + 1]):.0f} s)" if hit is not None else "no")
     rt = r0.get("runtime", {})
     device = rt.get("device") or device or "?"  # runs made before results.json recorded it: --device
-    # a resumed run's wall_time_s is its last process's: count its epochs' own times instead, and say so
     wall = statistics.median(sum(r["history"]["epoch_time"]) if r.get("resumed") else r["wall_time_s"] for r in runs)
     resumed = sum(bool(r.get("resumed")) for r in runs)
     note = f" ({resumed} resumed: epoch times summed)" if resumed else ""

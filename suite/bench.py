@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 
-from . import runner
+from . import pipeline, runner
 from .errors import UserError
 
 
@@ -108,12 +108,12 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
             echo(f"  {label:<48} {value:>10,.0f} img/s{note}")
 
         # 1. the input pipeline alone
-        aug = bool(c["data"]["crop"] or c["data"]["flip"] or c["data"]["pca_colour"] or c["data"]["cutout"])
+        aug = any(c["data"][k] != off for k, off in pipeline.AUGMENT_OFF.items())
         host = runner.datasets(c, parts, raw=False)
         if aug:
             row("pipeline_host_augment", "input pipeline, host augmentation", pipeline_rate(host["train"], epochs))
         noaug = copy.deepcopy(c)
-        noaug["data"].update(crop=0, flip=False, pca_colour=0.0, cutout=0)
+        noaug["data"].update(pipeline.AUGMENT_OFF)
         row("pipeline_no_augment", "input pipeline, no augmentation",
             pipeline_rate(runner.datasets(noaug, parts, raw=False)["train"], epochs))
         row("pipeline_raw", "input pipeline, raw pixels (device augmentation)",

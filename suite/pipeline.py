@@ -70,6 +70,10 @@ def colour_pca(x, channels):
     return vals.astype(np.float32), np.ascontiguousarray(vecs).astype(np.float32)
 
 
+# The [data] settings that augment, at their "off" values (suite bench measures the pipeline with and without)
+AUGMENT_OFF = {"crop": 0, "flip": False, "pca_colour": 0.0, "cutout": 0}
+
+
 def augment(x, seed, crop=0, flip=False, pca=None, sigma=0.0, cutout=0, fill=0.0, crop_fill="constant"):
     """Random crop after padding by `crop` px (zeros, or crop_fill = "reflect": the image mirrored about its edge
     rows, NumPy's and tf.pad's "reflect") and random horizontal flip, on a batch [B, H, W, C]; then,
