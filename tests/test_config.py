@@ -121,7 +121,8 @@ def test_step_schedule_with_warmup_rises_then_steps_and_saves():
 
 def test_plateau_monitor_needs_a_validation_set_for_val_figures():
     assert config.resolve("nin")["train"]["plateau_monitor"] == "accuracy"  # Lin et al.: the training accuracy
-    assert config.resolve("lenet5", ["train.plateau_monitor=loss", "data.val_split=0"])["train"]["schedule"]
+    no_val = config.resolve("lenet5", ["train.plateau_monitor=loss", "data.val_split=0"])  # no error: loss exists
+    assert no_val["train"]["plateau_monitor"] == "loss"
     with pytest.raises(UserError, match="needs a validation set"):
         config.resolve("lenet5", ["train.plateau_monitor=val_accuracy", "data.val_split=0"])
 
