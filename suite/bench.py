@@ -110,14 +110,15 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         # 1. the input pipeline alone
         aug = any(c["data"][k] != off for k, off in pipeline.AUGMENT_OFF.items())
         host = runner.datasets(c, parts, raw=False)
+        stats = (host["mean"], host["std"], host["pca"])  # computed once (data.whiten's fit takes a while)
         if aug:
             row("pipeline_host_augment", "input pipeline, host augmentation", pipeline_rate(host["train"], epochs))
         noaug = copy.deepcopy(c)
         noaug["data"].update(pipeline.AUGMENT_OFF)
         row("pipeline_no_augment", "input pipeline, no augmentation",
-            pipeline_rate(runner.datasets(noaug, parts, raw=False)["train"], epochs))
+            pipeline_rate(runner.datasets(noaug, parts, raw=False, stats=stats)["train"], epochs))
         row("pipeline_raw", "input pipeline, raw pixels (device augmentation)",
-            pipeline_rate(runner.datasets(c, parts, raw=True)["train"], epochs))
+            pipeline_rate(runner.datasets(c, parts, raw=True, stats=stats)["train"], epochs))
 
         # 2–4, `repeat` times in turn (A/B/A/B…, so a slow spell of the machine hits every row alike): the model's
         # step alone on one batch in memory; plain Keras, model.fit on NumPy arrays with no callbacks but the
@@ -125,20 +126,22 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         import tensorflow as tf
 
         batch = next(iter(host["train"]))
-        xs, ys = zip(*[(x.numpy(), y) for x, y in runner.datasets(noaug, parts, raw=False)["train"]])
+        xs, ys = zip(*[(x.numpy(), y) for x, y in runner.datasets(noaug, parts, raw=False, stats=stats)["train"]])
         x = np.concatenate(xs)
         y = tf.nest.map_structure(lambda *a: np.concatenate([np.asarray(v) for v in a]), *ys)
         del xs, ys
         samples = {}
-        for _ in range(repeat):
+        def trained_model():  # the network as `run` trains it on the host path (behind data.whiten's layer)
             fresh = runner.prepare(c)
-            model = runner.compile_model(fresh["model"], c, fresh)
+            return runner.compile_model(runner.on_device(c, fresh, host), c, fresh)
+
+        for _ in range(repeat):
+            model = trained_model()
             tm = timer()
             model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=n_steps, epochs=1 + epochs,
                       verbose=0, shuffle=False, callbacks=[tm])
             samples.setdefault("model", []).append(tm.rate(n_steps * bs))
-            fresh = runner.prepare(c)
-            model = runner.compile_model(fresh["model"], c, fresh)
+            model = trained_model()
             tm = timer()
             model.fit(x, y, batch_size=bs, epochs=1 + epochs, shuffle=True, verbose=0, callbacks=[tm])
             samples.setdefault("plain_keras", []).append(tm.rate(len(x)))

@@ -45,6 +45,10 @@ DEFAULTS = {
         # side in pixels of a square set to the training mean at a uniform place inside each image (cutout: DeVries
         # & Taylor 2017; Page 2018's 94 % ResNet-9 used 8 on CIFAR), 0 = off; training only, after crop and flip
         "cutout": 0,
+        # "zca": global contrast normalisation + ZCA whitening fitted on the training images, as NiN and All-CNN-C
+        # (after Goodfellow et al. 2013); a layer in front of the network (suite/whiten.py). "none": per-channel
+        # mean/std only
+        "whiten": "none",
         "batched_augment": True,  # host: augment whole batches (batch → map): ~2× the input rate per image
         # where crop, flip and normalisation run: "host" (tf.data), "device" (the compiled model's first layer,
         # fed uint8 batches: suite/augment.py) or "auto" (device on a GPU/TPU, host on a CPU; suite/hardware.py)
@@ -135,6 +139,7 @@ CHOICES = {
     "train.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
     "data.augment_on": ("auto", "host", "device"),
     "data.crop_fill": ("constant", "reflect"),
+    "data.whiten": ("none", "zca"),
     "data.order": ("stored", "by_label"),
     "eval.tta": ("none", "flip", "10crop"),
     "train.jit_compile": ("auto", True, False),

@@ -48,6 +48,16 @@ def channel_stats(x, channels):
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
+def pixels(x, shape, data_cfg, batch_size=4096):
+    """The images `x` as the network takes them (grey↔RGB, resized to `shape`), in [0, 1], unaugmented: NumPy
+    batches through `make`'s own conversion, for statistics that need them (suite/whiten.py)."""
+    c = shape[2]
+    ds = make(x, np.zeros(len(x), np.int64), shape=shape, batch_size=batch_size, training=False,
+              data_cfg={**data_cfg, "cache": False}, seed=0, mean=np.zeros(c, np.float32), std=np.ones(c, np.float32))
+    for img, _ in ds.as_numpy_iterator():
+        yield img
+
+
 def colour_pca(x, channels):
     """(eigenvalues [3], eigenvectors [3, 3] as columns), largest first, float32, of the 3×3 covariance of the
     training pixels' RGB values in [0, 1] after grey→RGB conversion: AlexNet's PCA colour noise (§4.1). None when

@@ -7,6 +7,7 @@ earlier runs. A run directory is complete when it holds results.json (written at
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import platform
@@ -41,7 +42,7 @@ def read_json(path):
         return None
 
 
-SINCE_HASHED = {"data.cutout": 0, "data.crop_fill": "constant", "train.plateau_monitor": "auto"}
+SINCE_HASHED = {"data.cutout": 0, "data.crop_fill": "constant", "train.plateau_monitor": "auto", "data.whiten": "none"}
 
 
 def config_hash(cfg):
@@ -76,7 +77,7 @@ def prepare(cfg):
     import keras
     import numpy as np
 
-    from . import distribute, hardware, optim, registry
+    from . import distribute, hardware, optim, registry, whiten
 
     distribute.initialize()  # SUITE_CPU_DEVICES, before anything touches a device
     d, t, m = cfg["data"], cfg["train"], cfg["model"]
@@ -96,6 +97,10 @@ def prepare(cfg):
     if d.get("crop_fill") == "reflect" and d["crop"] >= min(h, w):  # a reflection repeats no edge pixel
         raise UserError(f"data.crop = {d['crop']} with data.crop_fill = 'reflect' needs images larger than the "
                         f"crop; these are {h}×{w}: use data.crop ≤ {min(h, w) - 1} or crop_fill = 'constant'")
+    if d.get("whiten", "none") != "none" and h * w * c > whiten.MAX_VALUES:
+        raise UserError(f"data.whiten = '{d['whiten']}' needs images of at most {whiten.MAX_VALUES:,} values "
+                        f"(H·W·C), these have {h * w * c:,} ({h}×{w}×{c}): its matrix would be {(h * w * c) ** 2 * 4 / 2**30:.1f} "
+                        "GiB; use --set data.whiten=none, or smaller images (data.image_size)")
     if t["label_smoothing"] and not optim.one_hot(t):
         raise UserError("train.label_smoothing needs one-hot targets: also set train.loss=categorical_crossentropy")
 
@@ -134,15 +139,18 @@ def datasets(cfg, parts, raw=None, epoch=0, skip=0, stats=None):
     data.augment_on decided): ship raw pixels for the model's Augment layer (suite/augment.py). epoch, skip: the
     training stream's epoch (an int or a tf.Variable) and first batch (see pipeline.make). stats: an earlier call's
     (mean, std, pca), not computed over the training images again."""
-    from . import optim, pipeline
+    from . import optim, pipeline, whiten
 
     d, t = cfg["data"], cfg["train"]
     data, shape = parts["data"], parts["shape"]
     (xtr, ytr), (xva, yva) = parts["train"], parts["val"]
     raw = parts["effective"]["augment_on"] == "device" if raw is None else raw
+    zca = None  # data.whiten's (μ, P) for the model's Whiten layer (on_device); not needed by a later stream
     if stats is None:
         mean, std = pipeline.channel_stats(xtr, shape[2])
         pca = pipeline.colour_pca(xtr, shape[2]) if d.get("pca_colour", 0.0) > 0 else None  # None: not 3 channels
+        if d.get("whiten", "none") == "zca":
+            zca = whiten.fit(pipeline.pixels(xtr, shape, d), math.prod(shape))
     else:
         mean, std, pca = stats
     n_out = len(parts["model"].outputs)
@@ -155,7 +163,7 @@ def datasets(cfg, parts, raw=None, epoch=0, skip=0, stats=None):
         train=plan.local_part(train),  # several processes: each its slice of every global batch
         val=pipeline.make(xva, yva, training=False, n_outputs=n_out, **common) if len(xva) else None,
         test=pipeline.make(data.x_test, data.y_test, training=False, **common),
-        mean=mean, std=std, raw=raw, pca=pca)
+        mean=mean, std=std, raw=raw, pca=pca, zca=zca)
 
 
 def first_batch(cfg, parts, ds):
@@ -176,10 +184,13 @@ def first_batch(cfg, parts, ds):
 
 
 def on_device(cfg, parts, ds):
-    """The prepared network behind the Augment layer when the pipeline ships raw pixels; otherwise itself."""
-    from . import augment, pipeline
+    """The prepared network as it trains: behind the Whiten layer with data.whiten (suite/whiten.py), and behind
+    the Augment layer when the pipeline ships raw pixels."""
+    from . import augment, pipeline, whiten
 
     net = parts["model"]
+    if ds.get("zca") is not None:
+        net = whiten.wrap(net, ds["zca"], ds["mean"], ds["std"])
     if not ds["raw"]:
         return net
     dtype, scale = pipeline.raw_format(parts["train"][0], parts["shape"])
@@ -437,6 +448,8 @@ def _claim(cfg, parts, run_dir, fresh, echo):
         run_dir = pathlib.Path(run_dir)
         resumed = (run_dir / CONFIG).is_file() and status_of(run_dir) == "incomplete"  # a run began there
     params = parts["model"].count_params()
+    if cfg["data"].get("whiten", "none") != "none":  # its matrix, in every model file
+        params += math.prod(parts["shape"]) ** 2
     # disk: best + last + the backup (weights and optimizer slots) + event files
     check_writable(run_dir, need_bytes=20 * params + 20_000_000, shown=shown)
     make_dir(run_dir)
@@ -455,7 +468,7 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
     import tensorflow as tf
 
     from . import callbacks as cb
-    from . import config, optim
+    from . import config, optim, whiten
 
     t = cfg["train"]
     steps = parts["steps"]
@@ -587,7 +600,7 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
         "resumed_from_epoch": resumed_at[0] if resumed else None,  # epochs finished before this process
         "resumed_from_batch": resumed_at[1] if resumed else None,  # and batches of the next one
         "diverged_at": stop.where,
-        "params": int(infer.count_params()),
+        "params": int(infer.count_params()) - whiten.extra_params(infer),  # the network's own
         "input_shape": list(shape),
         "num_classes": data.num_classes,
         "class_names": list(data.class_names),

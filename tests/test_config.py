@@ -139,7 +139,8 @@ def test_backup_every_forms(value, parsed):
 
 
 def test_settings_added_later_keep_an_older_runs_identity_at_their_defaults():
-    """A run begun before data.cutout, data.crop_fill and train.plateau_monitor existed resumes after an upgrade."""
+    """A run begun before data.cutout, data.crop_fill, train.plateau_monitor and data.whiten existed resumes after an
+    upgrade."""
     import copy
 
     cfg = config.resolve("resnet20")
@@ -149,3 +150,4 @@ def test_settings_added_later_keep_an_older_runs_identity_at_their_defaults():
         del old[sec][k]
     assert runner.config_hash(old) == runner.config_hash(cfg)
     assert runner.config_hash(config.resolve("resnet20", ["data.cutout=8"])) != runner.config_hash(cfg)
+    assert runner.config_hash(config.resolve("resnet20", ["data.whiten=zca"])) != runner.config_hash(cfg)

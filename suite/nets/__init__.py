@@ -16,5 +16,5 @@ from . import resnet9  # noqa: F401
 
 def custom_layers():
     """Import the suite's own layer classes (Keras) so saved models holding them load in safe mode."""
-    from .. import augment  # noqa: F401
+    from .. import augment, whiten  # noqa: F401
     from . import custom  # noqa: F401
