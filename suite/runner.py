@@ -98,9 +98,10 @@ def prepare(cfg):
         raise UserError(f"data.crop = {d['crop']} with data.crop_fill = 'reflect' needs images larger than the "
                         f"crop; these are {h}×{w}: use data.crop ≤ {min(h, w) - 1} or crop_fill = 'constant'")
     if d.get("whiten", "none") != "none" and h * w * c > whiten.MAX_VALUES:
+        gib = (h * w * c) ** 2 * 4 / 2**30
         raise UserError(f"data.whiten = '{d['whiten']}' needs images of at most {whiten.MAX_VALUES:,} values "
-                        f"(H·W·C), these have {h * w * c:,} ({h}×{w}×{c}): its matrix would be {(h * w * c) ** 2 * 4 / 2**30:.1f} "
-                        "GiB; use --set data.whiten=none, or smaller images (data.image_size)")
+                        f"(H·W·C), these have {h * w * c:,} ({h}×{w}×{c}): its matrix would be {gib:.1f} GiB; "
+                        "use --set data.whiten=none, or smaller images (data.image_size)")
     if t["label_smoothing"] and not optim.one_hot(t):
         raise UserError("train.label_smoothing needs one-hot targets: also set train.loss=categorical_crossentropy")
 

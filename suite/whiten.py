@@ -3,9 +3,10 @@
 Both papers took the preprocessing of Goodfellow et al.'s maxout networks (2013): pylearn2's
 `make_cifar10_gcn_whitened.py`. Each image (all H·W·C values as one vector) loses its own mean and is scaled to an
 L2 norm of 55 (so ~1 per value for 3,072 values; `gcn_scale` keeps that for other sizes); then ZCA, fitted on the
-training images: x ↦ (x − μ) · P with P = V·diag(1/√(λ + 0.1))·Vᵀ from the eigen-decomposition of their covariance
-(pylearn2's `ZCA(filter_bias=0.1)`). scikit-learn and Keras ship no ZCA that fits a 3,072² matrix from 50,000 images
-in chunks and applies it inside a model, so the fit (`fit`) and the layer (`Whiten`) are written here.
+training images: x ↦ (x − μ) · P with P = V·diag(1/√(λ + 0.1))·Vᵀ from the eigen-decomposition of their
+covariance (pylearn2's `ZCA(filter_bias=0.1)`). scikit-learn and Keras ship no ZCA that fits a 3,072² matrix
+from 50,000 images in chunks and applies it inside a model, so the fit (`fit`) and the layer (`Whiten`) are
+written here.
 
 The transform is a layer in front of the network (`wrap`), not a change to the stored images: the training graph,
 the saved model, `suite eval`/`predict`/`viz` and test-time augmentation all take the images they took before and
@@ -91,10 +92,11 @@ class Whiten(keras.layers.Layer):
 
 
 def wrap(net, zca, mean, std):
-    """`net` with a `Whiten` layer between its input and its first layers, as one flat functional model: the same
-    layers (shared, not copied), so `suite viz` still finds the network's convolutions in `model.layers`. Keras has
-    no public "insert a layer" for functional models; clone_model re-running the graph with every layer kept as it
-    is (clone_function) and the input swapped at its first use (call_function) does it."""
+    """`net` with a `Whiten` layer between its input and its first layers, as one flat functional model (so
+    `suite viz` still finds the network's convolutions in `model.layers`), its layers copies of net's holding net's
+    initial weights: a run starts from the same network with whitening or without. Keras has no public "insert a
+    layer" for functional models; clone_model, with the input swapped at its first use (call_function), does it.
+    Copies, not the same layers: a shared layer's `.output` would still be its tensor in `net`'s graph."""
     inp = keras.Input(net.input_shape[1:], dtype=net.inputs[0].dtype, name=net.inputs[0].name)
     layer = Whiten(mean, std, name="whiten")
     white = layer(inp)
@@ -104,7 +106,11 @@ def wrap(net, zca, mean, std):
     def call(op, *args, **kwargs):
         return op(*keras.tree.map_structure(lambda t: white if t is inp else t, args), **kwargs)
 
-    return keras.models.clone_model(net, input_tensors=inp, clone_function=lambda op: op, call_function=call)
+    model = keras.models.clone_model(net, input_tensors=inp, call_function=call)
+    for old in net.layers:
+        if old.weights:
+            model.get_layer(old.name).set_weights(old.get_weights())
+    return model
 
 
 def extra_params(model):

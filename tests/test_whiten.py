@@ -1,4 +1,4 @@
-"""data.whiten = "zca": global contrast normalisation + ZCA whitening (suite/whiten.py), fitted, as a layer, in a run."""
+"""data.whiten = "zca": global contrast normalisation + ZCA whitening (suite/whiten.py): the fit, the layer, a run."""
 
 import json
 
@@ -68,11 +68,14 @@ def test_wrap_puts_the_layer_in_front_of_the_same_layers_and_round_trips(tmp_pat
     mean, std = np.array([0.5], np.float32), np.array([0.25], np.float32)
     model = whiten.wrap(net, zca, mean, std)
     assert isinstance(model.layers[1], whiten.Whiten) and model.name == net.name
-    assert all(a is b for a, b in zip(model.layers[2:], net.layers[1:]))  # shared: no copy of the weights
+    assert [a.name for a in model.layers[2:]] == [b.name for b in net.layers[1:]]
     assert model.count_params() - whiten.extra_params(model) == net.count_params()
     xn = (x[:4] - mean) / std
     white = np.asarray(model.layers[1](xn))
-    assert np.allclose(np.asarray(model(xn)), np.asarray(net(white)), atol=1e-5)
+    assert np.allclose(np.asarray(model(xn)), np.asarray(net(white)), atol=1e-5)  # net's weights
+    probe = keras.Model(model.inputs, model.get_layer("c1_conv").output)  # the layers are the model's own
+    first = keras.Model(net.inputs, net.get_layer("c1_conv").output)
+    assert np.allclose(np.asarray(probe(xn)), np.asarray(first(white)), atol=1e-5)
     path = tmp_path / "m.keras"
     model.save(path)
     back = runner.load_model(path)  # safe mode
