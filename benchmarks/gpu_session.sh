@@ -9,6 +9,7 @@
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
 #          time (part 4)
+#   exp:NAME  experiments/NAME.toml, unchanged (e.g. exp:nin exp:allcnn_c exp:vgg16_bn exp:densenet_bc100)
 # Everything comes back under $OUT: bench JSON, each run's results.json + config.json, and rows.md made by
 # benchmarks/results_row.py from those results (paste them into benchmarks/RESULTS.md unchanged).
 # BUDGET (seconds, default 540; a device call may run 600) bounds the whole call. A run still going when it is
@@ -89,6 +90,7 @@ np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), 
                >> "$OUT/speed_seed$s.txt" 2>&1 || break
            done
            keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S  # S = 0…4" --speed ;;
+    exp:*) e=${part#exp:}; run_exp "$e"; keep "$e" "python -m suite run $e" ;;
     *) echo "unknown part $part" | tee -a "$OUT/session.log" ;;
   esac
   echo "$part: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/session.log"
