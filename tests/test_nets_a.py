@@ -65,6 +65,18 @@ def test_allcnn_c_parameter_count():
         9 * 192 * 192 + 192)
 
 
+@pytest.mark.parametrize("name", ["nin", "allcnn_c"])
+def test_class_relu_false_leaves_the_class_maps_linear(name):
+    """The recipes drop the ReLU on the class maps (experiments/nin.toml says why): GAP reads the maps' raw values."""
+    import keras
+
+    for relu in (True, False):
+        m = registry.build(name, (32, 32, 3), 10, class_relu=relu)
+        gap = m.get_layer("gap")
+        maps = keras.Model(m.inputs, gap.input)(np.random.default_rng(0).normal(size=(4, 32, 32, 3)))
+        assert (np.asarray(maps).min() < 0) == (not relu)  # a ReLU leaves nothing below 0
+
+
 def test_exercise2_cnn_parameter_count():
     # The PyTorch CIFAR-10 tutorial Net (= the notes' 代码练习二): 456 + 2,416 + 48,120 + 10,164 + 850 = 62,006.
     assert registry.build("exercise2_cnn", (32, 32, 3), 10).count_params() == 62_006

@@ -16,8 +16,9 @@ Reported CIFAR-10 test error (Table 3): All-CNN-C 9.08 % without augmentation, 7
 accuracy) with translation + flip augmentation; trained with SGD momentum 0.9, weight decay 0.001,
 lr ∈ {0.25, 0.1, 0.05, 0.01} multiplied by 0.1 after epochs 200, 250, 300, 350 epochs in all.
 
-`padding` sets the top 3×3 conv's padding ("valid" as in the paper). For inputs smaller than 12×12
-(an 8×8 digit: 8→4→2) a VALID top conv does not fit and the builder raises; padding="same" works.
+`class_relu=False` leaves the class maps linear (the paper has a ReLU on them: experiments/allcnn_c.toml says why
+its recipe drops it). `padding` sets the top 3×3 conv's padding ("valid" as in the paper). For inputs smaller than
+12×12 (an 8×8 digit: 8→4→2) a VALID top conv does not fit and the builder raises; padding="same" works.
 At 28×28 the map is 28→14→7→5; at 224×224 the same net simply runs on 112/56/54 maps (the paper's
 ImageNet model is a different, larger network, not reproduced here).
 """
@@ -32,7 +33,7 @@ DOWNSAMPLE = ("stride", "pool", "strided", "convpool")
 
 def allcnn(input_shape=(32, 32, 3), num_classes=10, *, downsample="stride", pooling="max", filters=[96, 192],
            padding="valid", activation="relu", batch_norm=False, input_dropout=0.2, dropout=0.5, weight_decay=0.0,
-           initializer="he_normal", width=1.0, name="allcnn_c"):
+           initializer="he_normal", class_relu=True, width=1.0, name="allcnn_c"):
     """Model C family: two 3×3 conv stages with pooling or strided-conv downsampling, 1×1 convs, GAP."""
     if downsample not in DOWNSAMPLE:
         raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE)}, not {downsample!r}")
@@ -64,8 +65,8 @@ def allcnn(input_shape=(32, 32, 3), num_classes=10, *, downsample="stride", pool
                          f"{tuple(input_shape)}; use padding='same' or an input of at least 12×12")
     x = blocks.conv(x, f(filters[-1]), 3, padding=padding, name="top_conv", **kw)
     x = blocks.conv(x, f(filters[-1]), 1, name="top_cccp", **kw)
-    x = blocks.conv(x, num_classes, 1, name="class_conv", activation=activation, batch_norm=False,
-                    weight_decay=weight_decay, initializer=initializer)
+    x = blocks.conv(x, num_classes, 1, name="class_conv", activation=activation if class_relu else None,
+                    batch_norm=False, weight_decay=weight_decay, initializer=initializer)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     out = layers.Activation("softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inp, out, name=name)
