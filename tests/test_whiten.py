@@ -61,7 +61,7 @@ def test_the_layer_undoes_the_channel_normalisation_then_whitens():
     assert got.shape == x.shape and np.allclose(got, want, atol=1e-4)
 
 
-def test_wrap_puts_the_layer_in_front_of_the_same_layers_and_round_trips(tmp_path):
+def test_wrap_puts_the_layer_in_front_of_the_networks_layers_and_round_trips(tmp_path):
     net = registry.build("lenet5", (32, 32, 1), 10)
     x = _images(n=32, shape=(32, 32, 1))
     zca = whiten.fit([x], 1024)
