@@ -131,6 +131,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         y = tf.nest.map_structure(lambda *a: np.concatenate([np.asarray(v) for v in a]), *ys)
         del xs, ys
         samples = {}
+
         def trained_model():  # the network as `run` trains it on the host path (behind data.whiten's layer)
             fresh = runner.prepare(c)
             return runner.compile_model(runner.on_device(c, fresh, host), c, fresh)
