@@ -1,8 +1,8 @@
 """Do a GAP network's class maps die? Trains an experiment's network for N steps, the way `suite run` builds and
 feeds it (runner.prepare / datasets / on_device / compile_model), and every 50 steps prints how many of the class
-maps (the input of its GlobalAveragePooling2D) are alive — positive somewhere on 1,000 test images — and the test
-accuracy on those images. A class map behind a ReLU that is 0 everywhere gets no gradient again: NiN and All-CNN-C
-stuck at 10 % for good (experiments/nin.toml, allcnn_c.toml).
+maps (the input of its GlobalAveragePooling2D) are alive — positive somewhere on the first test batches, about
+1,000 images — and the test accuracy on those images. A class map behind a ReLU that is 0 everywhere gets no
+gradient again: NiN and All-CNN-C stuck at 10 % for good (experiments/nin.toml, allcnn_c.toml).
 
     SUITE_DATA_DIR=../shared/data python benchmarks/class_maps.py nin --steps 150 --set model.class_relu=false
 """

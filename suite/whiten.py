@@ -35,10 +35,11 @@ def gcn_scale(d):
 
 
 def gcn(x, scale):
-    """Global contrast normalisation of rows x [N, D] (NumPy): mean 0, L2 norm `scale`; a flat row stays ~0."""
-    x = x - x.mean(axis=1, keepdims=True)
-    norm = np.sqrt((x * x).sum(axis=1, keepdims=True)) / scale
-    return x / np.where(norm < MIN_DIVISOR, 1.0, norm)
+    """Global contrast normalisation of rows x [N, D]: mean 0, L2 norm `scale`; a flat row stays ~0. In keras.ops, so
+    the fit (on NumPy chunks) and the layer (in the compiled step) share this one definition."""
+    x = x - ops.mean(x, axis=1, keepdims=True)
+    norm = ops.sqrt(ops.sum(x * x, axis=1, keepdims=True)) / scale
+    return x / ops.where(norm < MIN_DIVISOR, 1.0, norm)
 
 
 def fit(batches, d):
@@ -46,7 +47,7 @@ def fit(batches, d):
     (arrays [B, H, W, C] whose H·W·C = d). Sums in float64 over float32 chunks, as pipeline.channel_stats."""
     total, outer, n = np.zeros(d), np.zeros((d, d)), 0
     for x in batches:
-        g = gcn(np.asarray(x, np.float32).reshape(len(x), d), np.float32(gcn_scale(d)))
+        g = ops.convert_to_numpy(gcn(np.asarray(x, np.float32).reshape(len(x), d), gcn_scale(d)))
         total += g.sum(axis=0, dtype=np.float64)
         outer += g.T @ g  # float32 matmul: ~1 s per 4,096 CIFAR images on two cores
         n += len(g)
@@ -78,10 +79,7 @@ class Whiten(keras.layers.Layer):
         d = self.matrix.shape[0]
         mean = ops.reshape(ops.convert_to_tensor(self.mean, "float32"), (1, 1, 1, -1))
         std = ops.reshape(ops.convert_to_tensor(self.std, "float32"), (1, 1, 1, -1))
-        p = ops.reshape(ops.cast(x, "float32") * std + mean, (-1, d))
-        p = p - ops.mean(p, axis=1, keepdims=True)
-        norm = ops.sqrt(ops.sum(p * p, axis=1, keepdims=True)) / gcn_scale(d)
-        p = p / ops.where(norm < MIN_DIVISOR, 1.0, norm)
+        p = gcn(ops.reshape(ops.cast(x, "float32") * std + mean, (-1, d)), gcn_scale(d))
         return ops.reshape(ops.matmul(p - self.centre, self.matrix), shape)
 
     def compute_output_shape(self, shape):

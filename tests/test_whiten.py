@@ -17,12 +17,20 @@ def _images(n=300, shape=(4, 4, 3), seed=0):
     return np.clip(base + 0.15 * rng.standard_normal((n, *shape)), 0, 1).astype(np.float32)
 
 
+def _gcn(x, scale):
+    """pylearn2's global_contrast_normalize (subtract_mean, L2 norm, no sqrt_bias), in float64: the reference."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / (np.sqrt((x * x).sum(axis=1, keepdims=True)) / scale)
+
+
 def test_gcn_centres_each_image_and_scales_it_to_the_norm():
     x = _images().reshape(300, -1)
-    g = whiten.gcn(x, 7.0)
+    g = np.asarray(whiten.gcn(x, 7.0))
+    assert np.allclose(g, _gcn(x, 7.0), atol=1e-5)
     assert np.allclose(g.mean(axis=1), 0, atol=1e-5)
     assert np.allclose(np.linalg.norm(g, axis=1), 7.0, rtol=1e-5)
-    flat = whiten.gcn(np.full((1, 48), 0.3, np.float32), 7.0)  # float32 leaves ~1e-8 of it: not blown up
+    flat = np.asarray(whiten.gcn(np.full((1, 48), 0.3, np.float32), 7.0))  # float32 leaves ~1e-8: not blown up
     assert np.abs(flat).max() < 1e-6
     assert whiten.gcn_scale(3072) == 55.0  # pylearn2's CIFAR-10 figure
 
@@ -31,7 +39,7 @@ def test_fit_is_the_inverse_square_root_of_the_biased_covariance():
     x = _images()
     d = x[0].size
     mean, p = whiten.fit([x[i:i + 64] for i in range(0, len(x), 64)], d)  # in chunks, as from tf.data
-    g = whiten.gcn(x.reshape(len(x), d).astype(np.float64), whiten.gcn_scale(d))
+    g = _gcn(x.reshape(len(x), d), whiten.gcn_scale(d))
     cov = np.cov(g, rowvar=False, bias=True)
     assert np.allclose(mean, g.mean(axis=0), atol=1e-5)
     assert np.allclose(p, p.T, atol=1e-5)  # zero-phase: the whitened image stays an image
@@ -57,7 +65,7 @@ def test_the_layer_undoes_the_channel_normalisation_then_whitens():
     layer.centre.assign(zca[0])
     layer.matrix.assign(zca[1])
     got = np.asarray(layer((x - mean) / std))
-    want = ((whiten.gcn(x.reshape(40, d), whiten.gcn_scale(d)) - zca[0]) @ zca[1]).reshape(x.shape)
+    want = ((_gcn(x.reshape(40, d), whiten.gcn_scale(d)) - zca[0]) @ zca[1]).reshape(x.shape)
     assert got.shape == x.shape and np.allclose(got, want, atol=1e-4)
 
 
