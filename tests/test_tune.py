@@ -112,6 +112,33 @@ def test_depth_maps_to_the_networks_knob_and_is_checked_before_the_search(tmp_pa
     assert tune.depth_knob("densenet_bc100") == "depth"
 
 
+def test_a_chief_killed_between_the_two_saves_of_end_trial_does_not_retry_the_ended_trial(tmp_path):
+    """keras-tuner's end_trial saves oracle.json with the trial in end_order but still in ongoing_trials; a kill
+    before our second save left that on disk, and the reload retried the trial and ended it twice (seen in CI)."""
+    import keras_tuner as kt
+
+    from suite.tune import tuner
+
+    def oracle():
+        o = tuner.RandomOracle(hyperparameters=kt.HyperParameters(), max_trials=3, seed=0,
+                               objective=kt.Objective("val_accuracy", "max"))
+        o.hyperparameters.Float("lr", 0.01, 0.1)
+        o._set_project_dir(str(tmp_path), "p")
+        return o
+
+    first = oracle()
+    trial = first.create_trial("chief")
+    first.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+    trial.status = kt.engine.trial.TrialStatus.COMPLETED
+    kt.oracles.RandomSearchOracle.end_trial(first, trial)  # keras-tuner's own, without our save after it: the kill
+    state = json.loads((tmp_path / "p" / "oracle.json").read_text())
+    assert state["end_order"] == [trial.trial_id] and state["ongoing_trials"]  # the state a kill left
+    again = oracle()
+    again.reload()
+    assert again._retry_queue == [] and again.end_order == [trial.trial_id]
+    assert again.create_trial("chief").trial_id != trial.trial_id  # the search goes on to a new trial
+
+
 def test_toml_values_round_trip():
     from suite.tune.report import toml_value
 

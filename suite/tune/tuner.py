@@ -9,7 +9,8 @@ when the process died back in its retry queue. What we add, because its own relo
   search stopped at once: GridOracle below derives the next combination from the saved set of tried ones;
 - a trial that finished (tune.json written) but whose end the oracle never saved is not trained again;
 - the oracle is saved again after a trial ends (keras-tuner saves it before it takes the trial off its ongoing
-  ones; as a chief nothing saved it after, so oracle.json still listed the last trial as running);
+  ones; as a chief nothing saved it after, so oracle.json still listed the last trial as running); a kill between
+  the two saves leaves it listed as ended and running, and reload does not retry it;
 - an interrupted trial continues from its last completed epoch (the runner's BackupAndRestore);
 - one process at a time works on a trial (`_one_at_a_time`): a second one waits, then finds it done or resumes it.
 Distributed: `--workers N` makes this process keras-tuner's chief (the oracle, served over gRPC on 127.0.0.1)
@@ -59,6 +60,10 @@ class _Atomic:
 
     def reload(self):
         super().reload()  # ongoing trials → retry queue
+        # A chief killed inside end_trial, after keras-tuner's save and before ours, left the trial in end_order
+        # and in ongoing_trials: it ended, so it is not retried (which ended it a second time)
+        ended = set(self.end_order)
+        self._retry_queue = [tid for tid in self._retry_queue if tid not in ended]
         queued = set(self._retry_queue)
         for tid, trial in sorted(self.trials.items()):
             if trial.status == kt.engine.trial.TrialStatus.RUNNING and tid not in queued:
