@@ -2,6 +2,8 @@
 # The GPU checks of issue 10 as one script, for a session lent the GPU machine (../shared/device/README.md):
 #   here:  bash ../shared/device/stage.sh cifar10, then send each .devcarry piece as that README says;
 #   there: source .devcarry/base/install.sh && bash benchmarks/gpu_session.sh [PART ...]
+#          (carry .devcarry/base, and .devcarry/state when an earlier call left one)
+#   here, after each call: python benchmarks/gpu_carry.py collect FILES_AT   (the call's files_at)
 # PARTs, in the order of issue 10's priorities (default: bench r20):
 #   bench  suite bench resnet20 on CIFAR-10: pipeline / model / end to end (host and device augmentation) / plain Keras
 #   r20    experiments/resnet20.toml, unchanged (the paper's 182 epochs)
@@ -10,29 +12,37 @@
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
 #          time (part 4)
 #   exp:NAME  experiments/NAME.toml, unchanged (e.g. exp:nin exp:allcnn_c exp:vgg16_bn exp:densenet_bc100)
-# Everything comes back under $OUT: bench JSON, each run's results.json + config.json, and rows.md made by
-# benchmarks/results_row.py from those results (paste them into benchmarks/RESULTS.md unchanged).
-# BUDGET (seconds, default 540; a device call may run 600) bounds the whole call. A run still going when it is
-# spent gets SIGTERM, commits its training state and stops. Calling the script again with the same parts on the
-# still-warm machine resumes it (the suite's own resume; /tmp/suite-logs survives between calls on one machine)
-# and skips what has finished, so a long part (r20: 182 epochs) can take several calls.
+# What comes back ($OUT, packed by benchmarks/gpu_carry.py after every part, within the tool's 8 files): session.log,
+# rows.md (made by benchmarks/results_row.py from the finished runs: paste them into benchmarks/RESULTS.md
+# unchanged), results.tgz (logs, bench JSON, finished runs' results, configs and event files) and state.tgz.N (the
+# unfinished runs' training state, and which runs are finished).
+# BUDGET (seconds, default 540; a device call may run 600) bounds the whole call: set it to the session's device
+# time left (status's budget_left_s) less 90 s when that is smaller. A run still going when it is spent gets
+# SIGTERM, commits its training state and stops; the state goes back in state.tgz.N. Calling the script again
+# resumes it and skips what has finished: on the still-warm machine from /tmp/suite-logs, on a fresh one (a later
+# session) from the carried .devcarry/state. So a long part (r20: 182 epochs) can take several calls and sessions.
+# EXTRA: arguments added to every `suite run` (for checking this script on a CPU; never in a reproduction).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/out}; LOGS=${LOGS:-/tmp/suite-logs}; mkdir -p "$OUT" "$LOGS"
+OUT=${OUT:-/tmp/out}; LOGS=${LOGS:-/tmp/suite-logs}; TXT=$LOGS/_text; mkdir -p "$OUT" "$TXT"
 parts=${*:-bench r20}
 BUDGET=${BUDGET:-540}; start=$(date +%s)
 # JAX's persistent compilation cache: the speed run's seeds 1–4, a resumed run and a second call compile nothing
 # the first process already compiled (same graph, other numbers), leaving more of the budget to training
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax-cache}
 gpu=$(python3 -c "import jax; print(jax.devices()[0].device_kind)" 2>/dev/null || echo "?")
-echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BUDGET s" | tee -a "$OUT/session.log"
+echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BUDGET s" | tee -a "$TXT/session.log"
+: > "$TXT/rows.md"  # this call's rows: every finished run of its parts
+STATE=${STATE:-.devcarry/state}  # what `gpu_carry.py collect` kept of an earlier call, carried along
+if [ -d "$STATE" ]; then python3 benchmarks/gpu_carry.py restore "$STATE" "$LOGS" | tee -a "$TXT/session.log"; fi
+pack() { python3 benchmarks/gpu_carry.py pack "$LOGS" "$OUT"; }  # it writes its lines into session.log too
 
 timed() {  # "$@" within what is left of BUDGET: SIGTERM at the end (a run commits and stops), SIGKILL 30 s later
   local left=$(( BUDGET - ($(date +%s) - start) )) rc
-  if [ "$left" -le 30 ]; then echo "skipped, budget spent: $*" | tee -a "$OUT/session.log" >&2; return 124; fi
+  if [ "$left" -le 30 ]; then echo "skipped, budget spent: $*" | tee -a "$TXT/session.log" >&2; return 124; fi
   timeout -k 30 -s TERM "$left" "$@"; rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then  # the same parts again: a run resumes, a bench starts over
-    echo "cut at the budget: $*" | tee -a "$OUT/session.log" >&2
+    echo "cut at the budget: $*" | tee -a "$TXT/session.log" >&2
   fi
   return "$rc"
 }
@@ -47,26 +57,23 @@ sys.exit(0 if (seeds and not sys.argv[2]) or sys.argv[2] in seeds else 1)' "$LOG
 
 run_exp() {  # experiment file $1, unchanged (extra --set arguments after it), unless it has finished here
   local exp=$1; shift
-  finished "$exp" && { echo "$exp: finished earlier, kept" | tee -a "$OUT/session.log"; return 0; }
-  timed python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" >> "$OUT/$exp.txt" 2>&1
+  finished "$exp" && { echo "$exp: finished earlier, kept" | tee -a "$TXT/session.log"; return 0; }
+  timed python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" ${EXTRA:-} >> "$TXT/$exp.txt" 2>&1
 }
 
-once() {  # a bench ($1: its name) whose JSON is kept in $LOGS: a later call copies it back instead of rerunning
+once() {  # a bench ($1: its name) whose JSON is kept: a later call on this machine packs it again, not reruns it
   local name=$1; shift
-  [ -f "$LOGS/$name.json" ] || timed "$@" --json "$LOGS/$name.json" > "$LOGS/$name.txt" 2>&1
-  cp "$LOGS/$name".* "$OUT/" 2>/dev/null; tail -12 "$LOGS/$name.txt"
+  [ -f "$TXT/$name.json" ] || timed "$@" --json "$TXT/$name.json" > "$TXT/$name.txt" 2>&1
+  tail -12 "$TXT/$name.txt"
 }
 
-keep() {  # results and configs of the finished runs under $LOGS/$1, and their row (none while none finished)
+keep() {  # the row of the finished runs under $LOGS/$1 (none while none finished)
   local exp=$1 cmd=$2 d done=()
   for d in "$LOGS/$exp"/*/; do
-    [ -f "$d/results.json" ] || continue
-    done+=("$d")
-    mkdir -p "$OUT/runs/$exp/$(basename "$d")"
-    cp "$d/results.json" "$d/config.json" "$OUT/runs/$exp/$(basename "$d")/"
+    [ -f "$d/results.json" ] && done+=("$d")
   done
   [ ${#done[@]} -gt 0 ] || return 0
-  python3 benchmarks/results_row.py "${done[@]}" --command "$cmd" ${3:-} 2>>"$OUT/session.log" | tee -a "$OUT/rows.md"
+  python3 benchmarks/results_row.py "${done[@]}" --command "$cmd" ${3:-} 2>>"$TXT/session.log" | tee -a "$TXT/rows.md"
 }
 
 for part in $parts; do
@@ -87,12 +94,13 @@ np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), 
     speed) for s in ${SEEDS:-0 1 2 3 4}; do
              finished cifar10_speedrun $s && continue
              timed python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s --set train.verbose=2 \
-               >> "$OUT/speed_seed$s.txt" 2>&1 || break
+               ${EXTRA:-} >> "$TXT/speed_seed$s.txt" 2>&1 || break
            done
            keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S  # S = 0…4" --speed ;;
     exp:*) e=${part#exp:}; run_exp "$e"; keep "$e" "python -m suite run $e" ;;
-    *) echo "unknown part $part" | tee -a "$OUT/session.log" ;;
+    *) echo "unknown part $part" | tee -a "$TXT/session.log" ;;
   esac
-  echo "$part: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/session.log"
+  echo "$part: $(( $(date +%s) - t0 )) s" | tee -a "$TXT/session.log"
+  pack  # after every part: a call killed at the device's own limit still returns what the parts before made
 done
-[ -f "$OUT/rows.md" ] && cat "$OUT/rows.md"
+cat "$TXT/rows.md"
