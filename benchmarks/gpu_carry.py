@@ -8,17 +8,16 @@ no deeper than two folders, and it starts bare in every session: a run longer th
     here, after the call:     python benchmarks/gpu_carry.py collect FILES_AT   (the `files_at` the call returned)
     there, before the parts:  python3 benchmarks/gpu_carry.py restore .devcarry/state LOGS
 
-`pack` writes to OUT: session.log and rows.md as they are, results.tgz (every text under LOGS/_text, bench JSON, and
-each finished run's results.json, config.json and TensorBoard event files; the event files are left out, with a
-line saying so, when they would not fit in one file), and state.tgz.0, .1, … (each unfinished run whose newest
-backup commit can resume it: everything in its directory but last.keras and the older commits), in pieces under
-16 MiB, as many runs as fit in STATE_MAX bytes (what `carry` can take back beside the project and
-.devcarry/base), in the order the runs were started. `collect` unpacks results.tgz under logs/gpu/ (for `suite
-report` and `suite board`), prints rows.md, and puts the state pieces into .devcarry/state/ for the next call's
-`carry`, replacing what was there only when the call packed (a call killed before packing leaves the earlier state
-as it was). `restore` unpacks the state into LOGS, leaving alone a run directory the machine still has; LOGS must be
-the path the runs were made under (log.dir is part of a run's identity: the script's default, /tmp/suite-logs). Written by
-hand because the limits are this workplace's own; tarfile and the suite's own backup layout do the rest.
+`pack` writes to OUT: session.log and rows.md as they are; results.tgz (LOGS/_text's logs and bench JSON, and each
+finished run's results.json, config.json and event files, the event files left out with a line saying so when they
+would not fit); state.tgz.0, .1, … in pieces under 16 MiB: each unfinished run's directory with only its newest
+backup commit and no last.keras, as many runs as fit in STATE_MAX (what `carry` takes beside the project and
+.devcarry/base), oldest first, and the finished runs' results.json and config.json, so the next machine skips them.
+`collect` unpacks results.tgz under logs/gpu/call-TIME/ (for `suite report` and `suite board`), prints rows.md, and
+puts the state pieces into .devcarry/state/, replacing the earlier state only if the call packed. `restore` unpacks
+the state into LOGS, leaving alone a run directory the machine still has; LOGS must be the path the runs were made
+under (log.dir is part of a run's identity; the script's default is /tmp/suite-logs).
+Written by hand because the limits are this workplace's own; tarfile and the suite's backup layout do the rest.
 """
 
 import argparse

@@ -55,9 +55,9 @@ def test_pack_sends_back_the_results_and_the_newest_commit_of_each_unfinished_ru
                                           "net/done/train/events.out.tfevents.1.v2"]
     # the newest commit only (the order callbacks._commits resumes from), no last.keras; the finished run's
     # results.json and config.json, so that the next machine skips it
+    newest = "net/cut/backup/epoch-00002-step-0000030"
     assert _names([out / "state.tgz.0"]) == [
-        "net/cut/backup/epoch-00002-step-0000030/backup.weights.h5", "net/cut/backup/epoch-00002-step-0000030/state.json",
-        "net/cut/best.keras", "net/cut/config.json", "net/cut/train/events.out.tfevents.1.v2",
+        f"{newest}/backup.weights.h5", f"{newest}/state.json", "net/cut/best.keras", "net/cut/config.json", "net/cut/train/events.out.tfevents.1.v2",
         "net/done/config.json", "net/done/results.json"]
     assert "net/cut: state carried (epoch-00002-step-0000030)" in notes
     assert "carry: net/cut: state carried" in (out / "session.log").read_text()
