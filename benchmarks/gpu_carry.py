@@ -123,9 +123,11 @@ def pack(logs, out, echo=print):
         state = trial
     for r in carried:
         notes.append(f"{r.relative_to(logs)}: state carried ({_newest_commit(r).name})")
-    if text.is_dir():  # the notes go into the session.log that comes back
-        with open(text / "session.log", "a") as f:
-            f.writelines(f"carry: {n}\n" for n in notes)
+    if text.is_dir():  # the notes go into the session.log that comes back, each once (pack runs after every part)
+        log = text / "session.log"
+        seen = set(log.read_text().splitlines()) if log.is_file() else set()
+        with open(log, "a") as f:
+            f.writelines(f"carry: {n}\n" for n in notes if f"carry: {n}" not in seen)
     for p in plain:
         shutil.copyfile(p, out / p.name)
     (out / "results.tgz").write_bytes(results)

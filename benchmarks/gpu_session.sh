@@ -37,12 +37,15 @@ STATE=${STATE:-.devcarry/state}  # what `gpu_carry.py collect` kept of an earlie
 if [ -d "$STATE" ]; then python3 benchmarks/gpu_carry.py restore "$STATE" "$LOGS" | tee -a "$TXT/session.log"; fi
 pack() { python3 benchmarks/gpu_carry.py pack "$LOGS" "$OUT"; }  # it writes its lines into session.log too
 
-timed() {  # "$@" within what is left of BUDGET: SIGTERM at the end (a run commits and stops), SIGKILL 30 s later
-  local left=$(( BUDGET - ($(date +%s) - start) )) rc
+timed() {  # LOG "$@": "$@" into LOG within what is left of BUDGET: SIGTERM at the end (a run commits and stops),
+  local log=$1 left=$(( BUDGET - ($(date +%s) - start) )) rc  # SIGKILL 30 s later
+  shift
   if [ "$left" -le 30 ]; then echo "skipped, budget spent: $*" | tee -a "$TXT/session.log" >&2; return 124; fi
-  timeout -k 30 -s TERM "$left" "$@"; rc=$?
+  timeout -k 30 -s TERM "$left" "$@" >> "$log" 2>&1; rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then  # the same parts again: a run resumes, a bench starts over
     echo "cut at the budget: $*" | tee -a "$TXT/session.log" >&2
+  elif [ "$rc" -ne 0 ]; then  # said here, so the call's output shows it without unpacking the logs
+    echo "failed (exit $rc): $* · $(tail -n 1 "$log")" | tee -a "$TXT/session.log" >&2
   fi
   return "$rc"
 }
@@ -58,12 +61,12 @@ sys.exit(0 if (seeds and not sys.argv[2]) or sys.argv[2] in seeds else 1)' "$LOG
 run_exp() {  # experiment file $1, unchanged (extra --set arguments after it), unless it has finished here
   local exp=$1; shift
   finished "$exp" && { echo "$exp: finished earlier, kept" | tee -a "$TXT/session.log"; return 0; }
-  timed python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" ${EXTRA:-} >> "$TXT/$exp.txt" 2>&1
+  timed "$TXT/$exp.txt" python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" ${EXTRA:-}
 }
 
 once() {  # a bench ($1: its name) whose JSON is kept: a later call on this machine packs it again, not reruns it
   local name=$1; shift
-  [ -f "$TXT/$name.json" ] || timed "$@" --json "$TXT/$name.json" > "$TXT/$name.txt" 2>&1
+  [ -f "$TXT/$name.json" ] || { : > "$TXT/$name.txt"; timed "$TXT/$name.txt" "$@" --json "$TXT/$name.json"; }
   tail -12 "$TXT/$name.txt"
 }
 
@@ -93,8 +96,8 @@ np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), 
              --epochs 2 ;;
     speed) for s in ${SEEDS:-0 1 2 3 4}; do
              finished cifar10_speedrun $s && continue
-             timed python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s --set train.verbose=2 \
-               ${EXTRA:-} >> "$TXT/speed_seed$s.txt" 2>&1 || break
+             timed "$TXT/speed_seed$s.txt" python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s \
+               --set train.verbose=2 ${EXTRA:-} || break
            done
            keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S  # S = 0…4" --speed ;;
     exp:*) e=${part#exp:}; run_exp "$e"; keep "$e" "python -m suite run $e" ;;
