@@ -37,8 +37,10 @@ STATE=${STATE:-.devcarry/state}  # what `gpu_carry.py collect` kept of an earlie
 if [ -d "$STATE" ]; then python3 benchmarks/gpu_carry.py restore "$STATE" "$LOGS" | tee -a "$TXT/session.log"; fi
 pack() { python3 benchmarks/gpu_carry.py pack "$LOGS" "$OUT"; }  # it writes its lines into session.log too
 
-timed() {  # LOG "$@": "$@" into LOG within what is left of BUDGET: SIGTERM at the end (a run commits and stops),
-  local log=$1 left=$(( BUDGET - ($(date +%s) - start) )) rc  # SIGKILL 30 s later
+# timed LOG CMD...: CMD, its output into LOG, within what is left of BUDGET: SIGTERM at the end (a run commits and
+# stops), SIGKILL 30 s later
+timed() {
+  local log=$1 left=$(( BUDGET - ($(date +%s) - start) )) rc
   shift
   if [ "$left" -le 30 ]; then echo "skipped, budget spent: $*" | tee -a "$TXT/session.log" >&2; return 124; fi
   timeout -k 30 -s TERM "$left" "$@" >> "$log" 2>&1; rc=$?
