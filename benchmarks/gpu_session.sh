@@ -12,6 +12,7 @@
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
 #          time (part 4)
 #   exp:NAME  experiments/NAME.toml, unchanged (e.g. exp:nin exp:allcnn_c exp:vgg16_bn exp:densenet_bc100)
+#   exp:NAME:KEY=VALUE,…  a variant of it, in a folder and row of its own (e.g. exp:nin:data.whiten=none)
 # What comes back ($OUT, packed by benchmarks/gpu_carry.py after every part, within the tool's 8 files): session.log,
 # rows.md (made by benchmarks/results_row.py from the finished runs: paste them into benchmarks/RESULTS.md
 # unchanged), results.tgz (logs, bench JSON, finished runs' results, configs and event files) and state.tgz.N (the
@@ -60,10 +61,10 @@ seeds = [str(json.loads((r.parent / "config.json").read_text())["train"]["seed"]
 sys.exit(0 if (seeds and not sys.argv[2]) or sys.argv[2] in seeds else 1)' "$LOGS/$1" "${2:-}"
 }
 
-run_exp() {  # experiment file $1, unchanged (extra --set arguments after it), unless it has finished here
-  local exp=$1; shift
-  finished "$exp" && { echo "$exp: finished earlier, kept" | tee -a "$TXT/session.log"; return 0; }
-  timed "$TXT/$exp.txt" python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" ${EXTRA:-}
+run_exp() {  # experiment file $1 as run $2 (its folder under $LOGS; --set arguments after), unless finished here
+  local exp=$1 name=$2; shift 2
+  finished "$name" && { echo "$name: finished earlier, kept" | tee -a "$TXT/session.log"; return 0; }
+  timed "$TXT/$name.txt" python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" ${EXTRA:-}
 }
 
 once() {  # a bench ($1: its name) whose JSON is kept: a later call on this machine packs it again, not reruns it
@@ -81,13 +82,14 @@ keep() {  # the row of the finished runs under $LOGS/$1 (none while none finishe
   python3 benchmarks/results_row.py "${done[@]}" --command "$cmd" ${3:-} 2>>"$TXT/session.log" | tee -a "$TXT/rows.md"
 }
 
+X=${EXTRA:+ $EXTRA}  # the rows' commands say what ran
 for part in $parts; do
   t0=$(date +%s)
   case $part in
     bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 2 ;;
-    r20)   run_exp resnet20; keep resnet20 "python -m suite run resnet20" ;;
-    r56)   run_exp resnet56; keep resnet56 "python -m suite run resnet56" ;;
-    plain) for e in plain20 plain56; do run_exp $e; keep $e "python -m suite run $e"; done ;;
+    r20)   run_exp resnet20 resnet20; keep resnet20 "python -m suite run resnet20$X" ;;
+    r56)   run_exp resnet56 resnet56; keep resnet56 "python -m suite run resnet56$X" ;;
+    plain) for e in plain20 plain56; do run_exp $e $e; keep $e "python -m suite run $e$X"; done ;;
     r50)   [ -f /tmp/synth224.npz ] || python3 -c '
 import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show
 rng = np.random.default_rng(0)
@@ -101,8 +103,15 @@ np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), 
              timed "$TXT/speed_seed$s.txt" python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s \
                --set train.verbose=2 ${EXTRA:-} || break
            done
-           keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S  # S = 0…4" --speed ;;
-    exp:*) e=${part#exp:}; run_exp "$e"; keep "$e" "python -m suite run $e" ;;
+           keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S$X  # S = 0…4" --speed ;;
+    exp:*) spec=${part#exp:}; e=${spec%%:*}; name=$e; sets=()
+           if [ "$spec" != "$e" ]; then  # exp:NAME:KEY=VALUE,…: a variant, in a folder (and row) of its own
+             name="${e}__$(printf %s "${spec#*:}" | tr -c 'A-Za-z0-9._-' '_')"
+             IFS=, read -ra kv <<< "${spec#*:}"
+             for x in "${kv[@]}"; do sets+=(--set "$x"); done
+             sets+=(--set "experiment.name=$name")
+           fi
+           run_exp "$e" "$name" "${sets[@]}"; keep "$name" "python -m suite run $e${sets[*]:+ ${sets[*]}}$X" ;;
     *) echo "unknown part $part" | tee -a "$TXT/session.log" ;;
   esac
   echo "$part: $(( $(date +%s) - t0 )) s" | tee -a "$TXT/session.log"

@@ -140,12 +140,12 @@ def test_check_refuses_what_the_device_tool_would_not_give_back(tmp_path):
         gpu_carry.check(tmp_path)
 
 
-def _session(tmp_path, logs, out, state, **env):
-    """benchmarks/gpu_session.sh exp:lenet5 on digits, as a GPU call would run it (EXTRA makes it small)."""
+def _session(tmp_path, logs, out, state, parts=("exp:lenet5",), **env):
+    """benchmarks/gpu_session.sh PARTS on digits, as a GPU call would run it (EXTRA makes it small)."""
     env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}", "OUT": str(out),
            "LOGS": str(logs), "STATE": str(state), "BUDGET": "500", "JAX_PLATFORMS": "cpu",
            "EXTRA": "--data digits --epochs 2 --set data.limit=600 --set train.steps_per_execution=1", **env}
-    p = subprocess.run(["bash", "benchmarks/gpu_session.sh", "exp:lenet5"], cwd=ROOT, env=env, capture_output=True,
+    p = subprocess.run(["bash", "benchmarks/gpu_session.sh", *parts], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
     text = (logs / "_text" / "lenet5.txt").read_text() if (logs / "_text" / "lenet5.txt").exists() else ""
     return p.stdout + p.stderr, text
@@ -169,7 +169,14 @@ def test_a_run_cut_on_one_machine_resumes_on_the_next_from_what_came_back(tmp_pa
     assert "| lenet5 | digits |" in rows and "1 resumed" in rows, said
     gpu_carry.collect(tmp_path / "out2", root, echo=lambda s: None)
 
-    logs.rename(tmp_path / "machine2")  # a third call skips the finished run and still gives its row
-    said, log = _session(tmp_path, logs, tmp_path / "out3", state)
+    # a third call skips the finished run and still gives its row; a variant has a folder and a row of its own
+    logs.rename(tmp_path / "machine2")
+    said, log = _session(tmp_path, logs, tmp_path / "out3", state, parts=("exp:lenet5", "exp:lenet5:train.seed=1"))
     assert "lenet5: finished earlier, kept" in said and log == "", said
-    assert (tmp_path / "out3" / "rows.md").read_text() == rows
+    first, variant = (tmp_path / "out3" / "rows.md").read_text().splitlines()
+    assert first + "\n" == rows
+    assert variant.startswith("| lenet5__train.seed_1 | digits |") and "1 resumed" not in variant, said
+    assert "`python -m suite run lenet5 --set train.seed=1 --set experiment.name=lenet5__train.seed_1 --data digits" \
+        in variant
+    (run,) = (logs / "lenet5__train.seed_1").iterdir()
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
