@@ -12,7 +12,8 @@ no deeper than two folders, and it starts bare in every session: a run longer th
 finished run's results.json, config.json and event files, the event files left out with a line saying so when they
 would not fit); state.tgz.0, .1, … in pieces under 16 MiB: each unfinished run's directory with only its newest
 backup commit and no last.keras, as many runs as fit in STATE_MAX (what `carry` takes beside the project and
-.devcarry/base), oldest first, and the finished runs' results.json and config.json, so the next machine skips them.
+.devcarry/base), the most recently committed first (a run the suite no longer resumes, its config's hash changed,
+goes last), and the finished runs' results.json and config.json, so the next machine skips them.
 `collect` unpacks results.tgz under logs/gpu/call-TIME/ (for `suite report` and `suite board`), prints rows.md, and
 puts the state pieces into .devcarry/state/, replacing the earlier state only if the call packed. `restore` unpacks
 the state into LOGS, leaving alone a run directory the machine still has; LOGS must be the path the runs were made
@@ -108,6 +109,7 @@ def pack(logs, out, echo=print):
     room = min(STATE_MAX, TOTAL - used - 2**20, (FILES - len(plain) - 1) * PIECE)
     # the finished runs' results.json and config.json travel too: the next machine skips what is done
     carried, state = [], _tgz(summary) if summary else b""
+    unfinished.sort(key=lambda r: -(_newest_commit(r) or r).stat().st_mtime)
     for run in unfinished:
         members = _state_members(run, logs)
         if members is None:

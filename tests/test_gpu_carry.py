@@ -75,8 +75,10 @@ def test_state_in_pieces_within_the_limits_and_a_run_too_big_stays_behind(tmp_pa
     monkeypatch.setattr(gpu_carry, "PIECE", 40_000)
     monkeypatch.setattr(gpu_carry, "STATE_MAX", 150_000)
     logs, out = tmp_path / "logs", tmp_path / "out"
-    _run(logs, "a", finished=False, commits=("epoch-00001",), size=45_000)  # ~90 kB of random bytes
-    _run(logs, "b", finished=False, commits=("epoch-00001",), size=45_000)  # with a: over STATE_MAX
+    a = _run(logs, "a", finished=False, commits=("epoch-00001",), size=45_000)  # ~90 kB of random bytes
+    b = _run(logs, "b", finished=False, commits=("epoch-00001",), size=45_000)  # with a: over STATE_MAX
+    os.utime(a / "backup/epoch-00001", (2e9, 2e9))  # a committed last: it goes first
+    os.utime(b / "backup/epoch-00001", (1e9, 1e9))
     notes = gpu_carry.pack(logs, out, echo=lambda s: None)
     pieces = sorted(out.glob("state.tgz.*"))
     assert [p.name for p in pieces] == ["state.tgz.0", "state.tgz.1", "state.tgz.2"]
