@@ -40,9 +40,8 @@ NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def run_dirs(logs):
-    """Run directories under LOGS (LOGS/EXPERIMENT/RUN holding config.json), oldest first."""
-    configs = sorted(pathlib.Path(logs).glob("*/*/config.json"), key=lambda p: (p.stat().st_mtime, str(p)))
-    return [p.parent for p in configs]
+    """Run directories under LOGS (LOGS/EXPERIMENT/RUN holding config.json)."""
+    return sorted(p.parent for p in pathlib.Path(logs).glob("*/*/config.json"))
 
 
 def _newest_commit(run):
@@ -108,20 +107,21 @@ def pack(logs, out, echo=print):
     used = sum(p.stat().st_size for p in plain) + len(results)
     room = min(STATE_MAX, TOTAL - used - 2**20, (FILES - len(plain) - 1) * PIECE)
     # the finished runs' results.json and config.json travel too: the next machine skips what is done
-    carried, state = [], _tgz(summary) if summary else b""
+    carried, chosen, state = [], list(summary), _tgz(summary) if summary else b""
     unfinished.sort(key=lambda r: -(_newest_commit(r) or r).stat().st_mtime)
     for run in unfinished:
         members = _state_members(run, logs)
         if members is None:
             notes.append(f"{run.relative_to(logs)}: no backup commit yet, nothing to carry")
             continue
-        trial = _tgz(summary + sum((_state_members(r, logs) for r in carried), []) + members)
+        trial = _tgz(chosen + members)
         if len(trial) > room:
             notes.append(f"{run.relative_to(logs)}: not carried, its state would take the carried state to "
                          f"{len(trial) / 2**20:.1f} MiB, over the {room / 2**20:.1f} MiB left; a later session "
                          "starts it afresh")
             continue
         carried.append(run)
+        chosen += members
         state = trial
     for r in carried:
         notes.append(f"{r.relative_to(logs)}: state carried ({_newest_commit(r).name})")
