@@ -163,6 +163,11 @@ def _open(pieces):
     return tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in pieces)), mode="r:gz")
 
 
+def _extract(tar, dest, members=None):
+    """tarfile's "data" filter (no absolute paths, no links out) where this Python has it (3.12, 3.11.4+)."""
+    tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+
+
 def restore(folder, logs, echo=print):
     pieces = _pieces(folder)
     if not pieces:
@@ -185,7 +190,7 @@ def restore(folder, logs, echo=print):
                 echo(f"carry: {name}: restored")
                 kept.append(r)
         take = [m for m in members if tuple(pathlib.PurePosixPath(m.name).parts[:2]) in kept]
-        tar.extractall(logs, members=take, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        _extract(tar, logs, take)
     return kept
 
 
@@ -203,7 +208,7 @@ def collect(files_at, root=".", echo=print):
     dest = root / "logs" / "gpu" / f"call-{stamp}"  # one folder a call: a later call overwrites nothing
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(results, "r:gz") as tar:
-        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        _extract(tar, dest)
     state = root / ".devcarry" / "state"
     shutil.rmtree(state, ignore_errors=True)
     if pieces:

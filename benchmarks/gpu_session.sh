@@ -36,6 +36,7 @@ echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BU
 : > "$TXT/rows.md"  # this call's rows: every finished run of its parts
 STATE=${STATE:-.devcarry/state}  # what `gpu_carry.py collect` kept of an earlier call, carried along
 if [ -d "$STATE" ]; then python3 benchmarks/gpu_carry.py restore "$STATE" "$LOGS" | tee -a "$TXT/session.log"; fi
+X=${EXTRA:+ $EXTRA}  # the rows' commands say what ran
 pack() { python3 benchmarks/gpu_carry.py pack "$LOGS" "$OUT"; }  # it writes its lines into session.log too
 
 # timed LOG CMD...: CMD, its output into LOG, within what is left of BUDGET: SIGTERM at the end (a run commits and
@@ -82,14 +83,24 @@ keep() {  # the row of the finished runs under $LOGS/$1 (none while none finishe
   python3 benchmarks/results_row.py "${done[@]}" --command "$cmd" ${3:-} 2>>"$TXT/session.log" | tee -a "$TXT/rows.md"
 }
 
-X=${EXTRA:+ $EXTRA}  # the rows' commands say what ran
+exp_part() {  # NAME or NAME:KEY=VALUE,… (a variant, in a folder and row of its own): run it, then its row
+  local spec=$1 e=${1%%:*} name=${1%%:*} sets=() kv x
+  if [ "$spec" != "$e" ]; then
+    name="${e}__$(printf %s "${spec#*:}" | tr -c 'A-Za-z0-9._-' '_')"
+    IFS=, read -ra kv <<< "${spec#*:}"
+    for x in "${kv[@]}"; do sets+=(--set "$x"); done
+    sets+=(--set "experiment.name=$name")
+  fi
+  run_exp "$e" "$name" "${sets[@]}"; keep "$name" "python -m suite run $e${sets[*]:+ ${sets[*]}}$X"
+}
+
 for part in $parts; do
   t0=$(date +%s)
   case $part in
     bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 2 ;;
-    r20)   run_exp resnet20 resnet20; keep resnet20 "python -m suite run resnet20$X" ;;
-    r56)   run_exp resnet56 resnet56; keep resnet56 "python -m suite run resnet56$X" ;;
-    plain) for e in plain20 plain56; do run_exp $e $e; keep $e "python -m suite run $e$X"; done ;;
+    r20)   exp_part resnet20 ;;
+    r56)   exp_part resnet56 ;;
+    plain) exp_part plain20; exp_part plain56 ;;
     r50)   [ -f /tmp/synth224.npz ] || python3 -c '
 import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show
 rng = np.random.default_rng(0)
@@ -104,14 +115,7 @@ np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), 
                --set train.verbose=2 ${EXTRA:-} || break
            done
            keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S$X  # S = 0…4" --speed ;;
-    exp:*) spec=${part#exp:}; e=${spec%%:*}; name=$e; sets=()
-           if [ "$spec" != "$e" ]; then  # exp:NAME:KEY=VALUE,…: a variant, in a folder (and row) of its own
-             name="${e}__$(printf %s "${spec#*:}" | tr -c 'A-Za-z0-9._-' '_')"
-             IFS=, read -ra kv <<< "${spec#*:}"
-             for x in "${kv[@]}"; do sets+=(--set "$x"); done
-             sets+=(--set "experiment.name=$name")
-           fi
-           run_exp "$e" "$name" "${sets[@]}"; keep "$name" "python -m suite run $e${sets[*]:+ ${sets[*]}}$X" ;;
+    exp:*) exp_part "${part#exp:}" ;;
     *) echo "unknown part $part" | tee -a "$TXT/session.log" ;;
   esac
   echo "$part: $(( $(date +%s) - t0 )) s" | tee -a "$TXT/session.log"
