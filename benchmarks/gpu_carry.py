@@ -1,28 +1,38 @@
-"""What a GPU session's call sends back, and what the next session's call takes along to resume.
+"""What a GPU session's call sends back, and what the next session's calls take along to resume.
 
 The device machine (../shared/device/README.md) gives back at most 8 files from $OUT, 16 MiB each, 64 MiB in all,
-no deeper than two folders, and it starts bare in every session: a run longer than one session's device time
-(15 minutes, staging included) is lost unless its training state leaves with the call and comes back with the next.
+no deeper than two folders; a call takes along at most 64 MiB; and the machine starts bare in every session. A run
+longer than one session's device time (15 minutes, staging included) is lost unless its training state leaves with
+the calls and comes back with the next session's. NiN's, GoogLeNet's and VGG-16-BN's state is larger than one call
+can move (81–230 MiB), so the state travels in pieces over several calls, each way:
 
-    there, after each part:   python3 benchmarks/gpu_carry.py pack LOGS OUT
-    here, after the call:     python benchmarks/gpu_carry.py collect FILES_AT   (the `files_at` the call returned)
-    there, before the parts:  python3 benchmarks/gpu_carry.py restore .devcarry/state LOGS
+    there, after each part:     python3 benchmarks/gpu_carry.py pack LOGS OUT
+    there, right after a call:  python3 benchmarks/gpu_carry.py more N      (the pieces that did not fit in OUT)
+    here, after every call:     python benchmarks/gpu_carry.py collect FILES_AT   (the `files_at` the call returned)
+    here, to start a session:   python benchmarks/gpu_carry.py plan [PART ...]   (the calls to make, in order)
+    there, before the parts:    python3 benchmarks/gpu_carry.py restore LOGS FOLDER...
 
 `pack` writes to OUT: session.log and rows.md as they are; results.tgz (LOGS/_text's logs and bench JSON, and each
 finished run's results.json, config.json and event files, the event files left out with a line saying so when they
-would not fit); state.tgz.0, .1, … in pieces under 16 MiB: each unfinished run's directory with only its newest
-backup commit and no last.keras, as many runs as fit in STATE_MAX (what `carry` takes beside the project and
-.devcarry/base), the most recently committed first (a run the suite no longer resumes, its config's hash changed,
-goes last), and the finished runs' results.json and config.json, so the next machine skips them.
+would not fit); state.json (the state's pieces and their SHA-256) and as many pieces state.tgz.0, .1, … (each under
+16 MiB) as fit; the other pieces wait in SPILL on the machine for `more`. The state holds each unfinished run's
+directory with only its newest backup commit and no last.keras, as many runs as fit in STATE_MAX, the most recently
+committed first (a run the suite no longer resumes, its config's hash changed, goes last), and the finished runs'
+results.json and config.json, so the next machine skips them.
 `collect` unpacks results.tgz under logs/gpu/call-TIME/ (for `suite report` and `suite board`), prints rows.md, and
-puts the state pieces into .devcarry/state/, replacing the earlier state only if the call packed. `restore` unpacks
-the state into LOGS, leaving alone a run directory the machine still has; LOGS must be the path the runs were made
-under (log.dir is part of a run's identity; the script's default is /tmp/suite-logs).
+gathers the pieces in .devstate/incoming/; once all have come, checked against state.json, they replace
+.devstate/ready/, grouped in folders of what one call can take along (send-1, send-2, …). Until then the earlier
+state stays: a session that could not bring everything back loses nothing it had. (.devstate, not .devcarry:
+../shared/device/stage.sh empties .devcarry.) `restore` unpacks the state into LOGS, leaving alone a run directory
+the machine still has; it refuses an incomplete state (the session would start those runs afresh and then carry
+the fresh ones back over the good state); LOGS must be the path the runs were made under (log.dir is part of a
+run's identity; the script's default is /tmp/suite-logs).
 Written by hand because the limits are this workplace's own; tarfile and the suite's backup layout do the rest.
 """
 
 import argparse
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -34,7 +44,12 @@ import tarfile
 
 PIECE = 15 * 2**20  # under the 16 MiB a file may have
 FILES, TOTAL = 8, 64 * 2**20  # files back from $OUT, and their bytes together
-STATE_MAX = int(os.environ.get("STATE_MAX", 48 * 2**20))  # carry: 64 MiB less the project and .devcarry/base
+# ~16 pieces: 4 calls each way beside the work call (NiN 81 MiB, GoogLeNet 145 MiB fit; measured in RESULTS.md)
+STATE_MAX = int(os.environ.get("STATE_MAX", 240 * 2**20))
+SPILL = os.environ.get("SPILL", "/tmp/carry-spill")  # on the machine: the pieces `more` sends back
+SEND, SEND_LAST = 4, 3  # pieces a staging call takes along (60 MiB), and the work call beside .devcarry/base
+MANIFEST = "state.json"
+PACKED = ".packed"  # LOGS/.packed: the ids of the states packed on this machine
 TEXT = "_text"  # LOGS/_text: the session's logs, bench outputs and rows.md
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -82,11 +97,12 @@ def _state_members(run, logs):
     return members
 
 
-def pack(logs, out, echo=print):
-    logs, out = pathlib.Path(logs), pathlib.Path(out)
+def pack(logs, out, spill=None, echo=print):
+    logs, out, spill = pathlib.Path(logs), pathlib.Path(out), pathlib.Path(spill or SPILL)
     out.mkdir(parents=True, exist_ok=True)
-    for old in list(out.glob("results.tgz")) + list(out.glob("state.tgz.*")):
+    for old in [*out.glob("results.tgz"), *out.glob("state.tgz.*"), *out.glob(MANIFEST)]:
         old.unlink()
+    shutil.rmtree(spill, ignore_errors=True)
     text = logs / TEXT
     notes = []
     plain = [p for p in (text / "session.log", text / "rows.md") if p.is_file()]
@@ -104,8 +120,6 @@ def pack(logs, out, echo=print):
     if len(results) > PIECE:
         raise SystemExit(f"error: results.tgz is {len(results) / 2**20:.1f} MiB without event files; "
                          f"over the {PIECE / 2**20:.0f} MiB a returned file may have")
-    used = sum(p.stat().st_size for p in plain) + len(results)
-    room = min(STATE_MAX, TOTAL - used - 2**20, (FILES - len(plain) - 1) * PIECE)
     # the finished runs' results.json and config.json travel too: the next machine skips what is done
     carried, chosen, state = [], list(summary), _tgz(summary) if summary else b""
     unfinished.sort(key=lambda r: -(_newest_commit(r) or r).stat().st_mtime)
@@ -115,10 +129,10 @@ def pack(logs, out, echo=print):
             notes.append(f"{run.relative_to(logs)}: no backup commit yet, nothing to carry")
             continue
         trial = _tgz(chosen + members)
-        if len(trial) > room:
+        if len(trial) > STATE_MAX:
             notes.append(f"{run.relative_to(logs)}: not carried, its state would take the carried state to "
-                         f"{len(trial) / 2**20:.1f} MiB, over the {room / 2**20:.1f} MiB left; a later session "
-                         "starts it afresh")
+                         f"{len(trial) / 2**20:.1f} MiB, over STATE_MAX ({STATE_MAX / 2**20:.0f} MiB); a later "
+                         "session starts it afresh")
             continue
         carried.append(run)
         chosen += members
@@ -133,12 +147,59 @@ def pack(logs, out, echo=print):
     for p in plain:
         shutil.copyfile(p, out / p.name)
     (out / "results.tgz").write_bytes(results)
-    for i in range(0, len(state), PIECE):
-        (out / f"state.tgz.{i // PIECE}").write_bytes(state[i:i + PIECE])
+    pieces = [state[i:i + PIECE] for i in range(0, len(state), PIECE)]
+    manifest = json.dumps({"id": hashlib.sha256(state).hexdigest()[:16], "pieces": len(pieces), "bytes": len(state),
+                           "sha256": [hashlib.sha256(b).hexdigest() for b in pieces]})
+    (out / MANIFEST).write_text(manifest)
+    with open(logs / PACKED, "a") as f:  # a later call on this machine has all of it: restore passes it by
+        f.write(json.loads(manifest)["id"] + "\n")
+    spill.mkdir(parents=True)  # every piece, so that `more` can send any of them again
+    (spill / MANIFEST).write_text(manifest)
+    for i, piece in enumerate(pieces):
+        (spill / f"state.tgz.{i}").write_bytes(piece)
+    here = _fill(spill, out, 0, len(pieces))
     check(out)
     for n in notes:
         echo(f"carry: {n}")
+    if here < len(pieces):  # said on the call's output, not in session.log: it changes with every pack
+        echo(f"carry: pieces {here}–{len(pieces) - 1} of the state ({len(state) / 2**20:.1f} MiB in "
+             f"{len(pieces)} pieces) wait in {spill}: right after this call, call `python3 benchmarks/gpu_carry.py "
+             f"more {here}` (the machine goes back after 30 s idle)")
     return notes
+
+
+def _fill(spill, out, first, count):
+    """Copies pieces first, first+1, … from SPILL into OUT while OUT stays within the tool's limits; the next one."""
+    files = [p for p in out.iterdir() if p.is_file()]
+    n, size = len(files), sum(p.stat().st_size for p in files)
+    i = first
+    while i < count:
+        piece = spill / f"state.tgz.{i}"
+        if n + 1 > FILES or size + piece.stat().st_size > TOTAL - 2**20:
+            break
+        shutil.copyfile(piece, out / piece.name)
+        n, size, i = n + 1, size + piece.stat().st_size, i + 1
+    return i
+
+
+def more(first, spill=None, out=None, echo=print):
+    """The state's pieces FIRST, FIRST+1, … into OUT (a call of their own, right after the work call)."""
+    spill, out = pathlib.Path(spill or SPILL), pathlib.Path(out or os.environ.get("OUT", "/tmp/out"))
+    if not (spill / MANIFEST).is_file():
+        raise SystemExit(f"error: no state waits in {spill}: this machine packed none (a fresh machine: the pieces "
+                         "left with the last one; .devstate/ready keeps the earlier state)")
+    count = json.loads((spill / MANIFEST).read_text())["pieces"]
+    if not 0 <= first < count:
+        raise SystemExit(f"error: the state has pieces 0–{count - 1}; asked for {first}")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("state.tgz.*"), *out.glob(MANIFEST)]:
+        old.unlink()
+    shutil.copyfile(spill / MANIFEST, out / MANIFEST)
+    nxt = _fill(spill, out, first, count)
+    check(out)
+    echo(f"carry: pieces {first}–{nxt - 1} of {count} in {out}; "
+         + (f"next, right away: `python3 benchmarks/gpu_carry.py more {nxt}`" if nxt < count else "that was the last"))
+    return nxt
 
 
 def check(out):
@@ -151,14 +212,6 @@ def check(out):
                          f"{sum(p.stat().st_size for p in files) / 2**20:.1f} MiB (at most 64); refused: {bad}")
 
 
-def _pieces(folder):
-    pieces = sorted(pathlib.Path(folder).glob("state.tgz.*"), key=lambda p: int(p.suffix[1:]))
-    if [int(p.suffix[1:]) for p in pieces] != list(range(len(pieces))):
-        raise SystemExit(f"error: the state pieces in {folder} are not numbered 0…{len(pieces) - 1}: "
-                         f"{[p.name for p in pieces]}; collect the call's files again")
-    return pieces
-
-
 def _open(pieces):
     return tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in pieces)), mode="r:gz")
 
@@ -168,23 +221,57 @@ def _extract(tar, dest, members=None):
     tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
 
-def restore(folder, logs, echo=print):
-    pieces = _pieces(folder)
-    if not pieces:
-        echo(f"carry: no state in {folder}")
+def _gather(folders):
+    """The manifest and the pieces found in FOLDERS (the first folder's manifest when several are there)."""
+    found = [p for f in map(pathlib.Path, folders) if f.is_dir() for p in sorted(f.rglob("*")) if p.is_file()]
+    manifests = [json.loads(p.read_text()) for p in found if p.name == MANIFEST]
+    if not manifests:
+        return None, {}
+    m = manifests[0]
+    pieces = {}
+    for p in found:
+        i = int(p.suffix[1:]) if p.name.startswith("state.tgz.") and p.suffix[1:].isdigit() else -1
+        if 0 <= i < m["pieces"] and i not in pieces and hashlib.sha256(p.read_bytes()).hexdigest() == m["sha256"][i]:
+            pieces[i] = p
+    return m, pieces
+
+
+def _ranges(numbers):
+    """[0, 1, 2, 5] -> "0–2, 5"."""
+    spans = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in spans)
+
+
+def restore(logs, folders, echo=print):
+    man, pieces = _gather(folders)
+    if man is None or not man["pieces"]:
+        echo(f"carry: no state in {' '.join(map(str, folders))}")
         return []
     logs = pathlib.Path(logs)
-    with _open(pieces) as tar:
+    if (logs / PACKED).is_file() and man["id"] in (logs / PACKED).read_text().split():
+        echo(f"carry: state {man['id']} was packed on this machine, which has all of it")
+        return []
+    missing = [i for i in range(man["pieces"]) if i not in pieces]
+    if missing:  # resuming part of it would start those runs afresh, and carry the fresh ones back over the good state
+        raise SystemExit(f"error: the carried state {man['id']} lacks pieces {_ranges(missing)} of {man['pieces']}: send "
+                         "each .devstate/ready/send-N folder before the work call (`python benchmarks/gpu_carry.py "
+                         "plan` lists the calls); nothing restored, nothing run")
+    with _open([pieces[i] for i in range(man["pieces"])]) as tar:
         members = tar.getmembers()
         runs = sorted({tuple(pathlib.PurePosixPath(m.name).parts[:2]) for m in members})
+        made = {json.load(tar.extractfile(f"{'/'.join(r)}/config.json"))["log"]["dir"] for r in runs}
+        if made - {str(logs)}:  # log.dir is part of a run's identity: elsewhere it would start afresh
+            raise SystemExit(f"error: the carried runs were made with LOGS={' '.join(sorted(made))}, this call has "
+                             f"LOGS={logs}: call again with LOGS={sorted(made)[0]}; nothing restored, nothing run")
         kept = []
         for r in runs:
             name = "/".join(r)
-            made = json.load(tar.extractfile(f"{name}/config.json"))["log"]["dir"]
-            if made != str(logs):  # log.dir is part of the run's identity: elsewhere it would start afresh
-                echo(f"carry: {name}: not restored, it was made with LOGS={made} (this call has {logs}); "
-                     f"call again with LOGS={made}")
-            elif logs.joinpath(*r).exists():
+            if logs.joinpath(*r).exists():
                 echo(f"carry: {name}: this machine has it already, kept")
             else:
                 echo(f"carry: {name}: restored")
@@ -197,46 +284,115 @@ def restore(folder, logs, echo=print):
 def collect(files_at, root=".", echo=print):
     src, root = pathlib.Path(files_at), pathlib.Path(root)
     results = src / "results.tgz"
-    if not results.is_file():
-        echo(f"collect: no results.tgz in {src}: the call ended before it packed; .devcarry/state is left as it was")
+    if not results.is_file() and not (src / MANIFEST).is_file():
+        echo(f"collect: no results.tgz and no {MANIFEST} in {src}: the call ended before it packed; .devstate is "
+             "left as it was")
         return None
-    pieces = _pieces(src)
-    if pieces:
-        with _open(pieces) as tar:  # whole, before it replaces the earlier state
-            tar.getmembers()
-    stamp = datetime.datetime.fromtimestamp(results.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
-    dest = root / "logs" / "gpu" / f"call-{stamp}"  # one folder a call: a later call overwrites nothing
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(results, "r:gz") as tar:
-        _extract(tar, dest)
-    state = root / ".devcarry" / "state"
-    shutil.rmtree(state, ignore_errors=True)
-    if pieces:
-        state.mkdir(parents=True)
-        for p in pieces:
-            shutil.copyfile(p, state / p.name)
-    echo(f"collect: results under {dest}; state for the next call: "
-         + (f"{state} ({sum(p.stat().st_size for p in pieces) / 2**20:.1f} MiB; name it in carry)" if pieces
-            else "none"))
+    dest = None
+    if results.is_file():
+        stamp = datetime.datetime.fromtimestamp(results.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+        dest = root / "logs" / "gpu" / f"call-{stamp}"  # one folder a call: a later call overwrites nothing
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(results, "r:gz") as tar:
+            _extract(tar, dest)
+        echo(f"collect: results under {dest}")
+    if (src / MANIFEST).is_file():
+        _collect_state(src, root, echo)
     rows = src / "rows.md"
     if rows.is_file():
         echo(rows.read_text().rstrip())
     return dest
 
 
+def _collect_state(src, root, echo):
+    """Adds the call's pieces to .devstate/incoming; a complete, whole state replaces .devstate/ready."""
+    m = json.loads((src / MANIFEST).read_text())
+    incoming, ready = root / ".devstate" / "incoming", root / ".devstate" / "ready"
+    if any(json.loads(p.read_text())["id"] == m["id"] for p in ready.glob(f"*/{MANIFEST}")):
+        echo(f"collect: state {m['id']}: {ready} has it already")
+        return
+    if not (incoming / MANIFEST).is_file() or json.loads((incoming / MANIFEST).read_text())["id"] != m["id"]:
+        shutil.rmtree(incoming, ignore_errors=True)  # a new pack: what came of an older one is of no use
+        incoming.mkdir(parents=True)
+        shutil.copyfile(src / MANIFEST, incoming / MANIFEST)
+    _, came = _gather([src])
+    wrong = sorted(p.name for p in src.glob("state.tgz.*") if p not in came.values())
+    if wrong:
+        raise SystemExit(f"error: {', '.join(wrong)} in {src} do not match its {MANIFEST} (a broken transfer): "
+                         "call `more` for them again; .devstate is left as it was")
+    for p in came.values():
+        shutil.copyfile(p, incoming / p.name)
+    _, have = _gather([incoming])
+    missing = [i for i in range(m["pieces"]) if i not in have]
+    if missing:
+        echo(f"collect: state {m['id']}: {len(have)} of {m['pieces']} pieces here, {_ranges(missing)} still on the "
+             f"machine: call `python3 benchmarks/gpu_carry.py more {missing[0]}` now (it goes back after 30 s idle); "
+             f"until all have come, {ready} stays as it was")
+        return
+    pieces = [have[i] for i in range(m["pieces"])]
+    if pieces:
+        with _open(pieces) as tar:  # whole, before it replaces the earlier state
+            tar.getmembers()
+    shutil.rmtree(ready, ignore_errors=True)
+    ready.mkdir(parents=True)
+    # staging calls take SEND pieces each; the work call the last SEND_LAST or fewer, beside .devcarry/base
+    cut = min(len(pieces), -(-max(len(pieces) - SEND_LAST, 0) // SEND) * SEND)
+    groups = {f"send-{k + 1}": pieces[i:i + SEND] for k, i in enumerate(range(0, cut, SEND))}
+    groups.update({"work": pieces[cut:]} if cut < len(pieces) else {})
+    for name, group in groups.items():
+        (ready / name).mkdir()
+        shutil.copyfile(incoming / MANIFEST, ready / name / MANIFEST)
+        for p in group:
+            shutil.copyfile(p, ready / name / p.name)
+    shutil.rmtree(incoming)
+    echo(f"collect: state for the next session: {ready} ({m['bytes'] / 2**20:.1f} MiB in {len(pieces)} pieces, "
+         f"{len(groups)} folder(s) to send; `python benchmarks/gpu_carry.py plan` lists the calls)")
+
+
+def plan(root=".", parts="", echo=print):
+    """The calls of a GPU session, in order: staging (.devcarry), the state (.devstate/ready), the work."""
+    root = pathlib.Path(root)
+    if not (root / ".devcarry" / "base").is_dir():
+        raise SystemExit("error: no .devcarry/base: run `bash ../shared/device/stage.sh cifar10` first")
+    stage = sorted(d for d in (root / ".devcarry").iterdir() if d.is_dir() and d.name != "base")
+    ready = root / ".devstate" / "ready"
+    sends = sorted(ready.glob("send-*"), key=lambda d: int(d.name.split("-")[1]))
+    calls = [([d], f"mkdir -p /tmp/stage && cp {d.relative_to(root)}/* /tmp/stage/") for d in stage]
+    calls += [([d], f"mkdir -p /tmp/stage/state && cp {d.relative_to(root)}/* /tmp/stage/state/") for d in sends]
+    work = [root / ".devcarry" / "base"] + [d for d in [ready / "work"] if d.is_dir()]
+    calls.append((work, "source .devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh "
+                  + (parts or "bench speed r20")))
+    echo(f"{len(calls)} calls, each right after the one before (the machine goes back after 30 s idle):")
+    for k, (carry, command) in enumerate(calls, 1):
+        echo(f"{k}. carry {json.dumps([str(c.relative_to(root)) for c in carry])}; command: {command}")
+    echo("B: status's budget_left_s at the work call less 90 s, and less again for each `more` call the state "
+         "will need (64 MiB each), timeout_s 600. After each call: `python benchmarks/gpu_carry.py collect "
+         "FILES_AT`; while it says pieces are still on the machine, call `python3 benchmarks/gpu_carry.py more N` "
+         "(no carry) at once.")
+    return calls
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name, args in (("pack", ("logs", "out")), ("restore", ("folder", "logs")), ("collect", ("files_at",))):
-        p = sub.add_parser(name)
-        for a in args:
-            p.add_argument(a)
-    sub.choices["collect"].add_argument("--root", default=".", help="the project root (default: here)")
+    sub.add_parser("pack").add_argument("logs")
+    sub.choices["pack"].add_argument("out")
+    sub.add_parser("more").add_argument("first", type=int, help="the first piece to send")
+    sub.add_parser("restore").add_argument("logs")
+    sub.choices["restore"].add_argument("folders", nargs="+", help="where the state's pieces are")
+    sub.add_parser("collect").add_argument("files_at")
+    sub.add_parser("plan").add_argument("parts", nargs="*", help="gpu_session.sh's parts (default: bench speed r20)")
+    for name in ("collect", "plan"):
+        sub.choices[name].add_argument("--root", default=".", help="the project root (default: here)")
     a = ap.parse_args()
     if a.cmd == "pack":
         pack(a.logs, a.out)
+    elif a.cmd == "more":
+        more(a.first)
     elif a.cmd == "restore":
-        restore(a.folder, a.logs)
-    else:
+        restore(a.logs, a.folders)
+    elif a.cmd == "collect":
         collect(a.files_at, a.root)
+    else:
+        plan(a.root, " ".join(a.parts))
     sys.exit(0)

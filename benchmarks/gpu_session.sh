@@ -2,8 +2,10 @@
 # The GPU checks of issue 10 as one script, for a session lent the GPU machine (../shared/device/README.md):
 #   here:  bash ../shared/device/stage.sh cifar10, then send each .devcarry piece as that README says;
 #   there: source .devcarry/base/install.sh && bash benchmarks/gpu_session.sh [PART ...]
-#          (carry .devcarry/base, and .devcarry/state when an earlier call left one)
-#   here, after each call: python benchmarks/gpu_carry.py collect FILES_AT   (the call's files_at)
+#          (carry .devcarry/base, and the state an earlier session left: `python benchmarks/gpu_carry.py plan` lists
+#          the calls)
+#   here, after each call: python benchmarks/gpu_carry.py collect FILES_AT   (the call's files_at); while it says
+#          pieces of the state are still on the machine, at once: python3 benchmarks/gpu_carry.py more N
 # PARTs, in the order of issue 10's priorities (default: bench r20):
 #   bench  suite bench resnet20 on CIFAR-10: pipeline / model / end to end (host and device augmentation) / plain Keras
 #   r20    experiments/resnet20.toml, unchanged (the paper's 182 epochs)
@@ -16,12 +18,13 @@
 # What comes back ($OUT, packed by benchmarks/gpu_carry.py after every part, within the tool's 8 files): session.log,
 # rows.md (made by benchmarks/results_row.py from the finished runs: paste them into benchmarks/RESULTS.md
 # unchanged), results.tgz (logs, bench JSON, finished runs' results, configs and event files) and state.tgz.N (the
-# unfinished runs' training state, and which runs are finished).
+# unfinished runs' training state, and which runs are finished; state.json lists its pieces, and those that do not
+# fit wait in /tmp/carry-spill for `gpu_carry.py more`).
 # BUDGET (seconds, default 540; a device call may run 600) bounds the whole call: set it to the session's device
 # time left (status's budget_left_s) less 90 s when that is smaller. A run still going when it is spent gets
 # SIGTERM, commits its training state and stops; the state goes back in state.tgz.N. Calling the script again
 # resumes it and skips what has finished: on the still-warm machine from /tmp/suite-logs, on a fresh one (a later
-# session) from the carried .devcarry/state. So a long part (r20: 182 epochs) can take several calls and sessions.
+# session) from the carried .devstate/ready. So a long part (r20: 182 epochs) can take several calls and sessions.
 # EXTRA: arguments added to every `suite run` (for checking this script on a CPU; never in a reproduction).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,10 +37,13 @@ export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax-cache}
 gpu=$(python3 -c "import jax; print(jax.devices()[0].device_kind)" 2>/dev/null || echo "?")
 echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BUDGET s" | tee -a "$TXT/session.log"
 : > "$TXT/rows.md"  # this call's rows: every finished run of its parts
-STATE=${STATE:-.devcarry/state}  # what `gpu_carry.py collect` kept of an earlier call, carried along
-if [ -d "$STATE" ]; then python3 benchmarks/gpu_carry.py restore "$STATE" "$LOGS" | tee -a "$TXT/session.log"; fi
-X=${EXTRA:+ $EXTRA}  # the rows' commands say what ran
 pack() { python3 benchmarks/gpu_carry.py pack "$LOGS" "$OUT"; }  # it writes its lines into session.log too
+# what `gpu_carry.py collect` kept of an earlier session: the work call carries .devstate/ready's last send-N folder,
+# staging calls brought the others to /tmp/stage/state. An incomplete state stops the call before anything runs.
+STATE=${STATE:-.devstate/ready /tmp/stage/state}
+python3 benchmarks/gpu_carry.py restore "$LOGS" $STATE 2>&1 | tee -a "$TXT/session.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { cp "$TXT/session.log" "$OUT/"; exit 2; }  # no pack: it would carry less back
+X=${EXTRA:+ $EXTRA}  # the rows' commands say what ran
 
 # timed LOG CMD...: CMD, its output into LOG, within what is left of BUDGET: SIGTERM at the end (a run commits and
 # stops), SIGKILL 30 s later

@@ -1,9 +1,11 @@
 """benchmarks/gpu_carry.py and benchmarks/gpu_session.sh: what a GPU call sends back fits the device tool's limits,
-and a run cut in one session resumes in the next from what came back."""
+a state larger than one call can move comes back over several, and a run cut in one session resumes in the next
+from what came back."""
 
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -37,6 +39,11 @@ def _names(pieces):
         return sorted(tar.getnames())
 
 
+def _ready(root):
+    """The pieces collect keeps for the next session, in order, from its send-N folders."""
+    return sorted((root / ".devstate" / "ready").rglob("state.tgz.*"), key=lambda p: int(p.suffix[1:]))
+
+
 def test_pack_sends_back_the_results_and_the_newest_commit_of_each_unfinished_run(tmp_path):
     logs, out = tmp_path / "logs", tmp_path / "out"
     (logs / "_text").mkdir(parents=True)
@@ -46,9 +53,10 @@ def test_pack_sends_back_the_results_and_the_newest_commit_of_each_unfinished_ru
     _run(logs, "done", finished=True)
     _run(logs, "cut", finished=False,
          commits=("epoch-00002", "epoch-00002-step-0000030", ".tmp-3-1", "damaged-epoch-00001"))
-    notes = gpu_carry.pack(logs, out, echo=lambda s: None)
+    notes = gpu_carry.pack(logs, out, tmp_path / "spill", echo=lambda s: None)
 
-    assert sorted(p.name for p in out.iterdir()) == ["results.tgz", "rows.md", "session.log", "state.tgz.0"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.tgz", "rows.md", "session.log", "state.json",
+                                                     "state.tgz.0"]
     with tarfile.open(out / "results.tgz") as tar:
         assert sorted(tar.getnames()) == ["_text/bench.json", "_text/rows.md", "_text/session.log",
                                           "net/done/config.json", "net/done/results.json",
@@ -71,62 +79,98 @@ def test_newest_commit_is_the_one_the_backup_resumes_from(tmp_path):
     assert gpu_carry._newest_commit(run) == callbacks._commits(run / "backup")[0][1]
 
 
-def test_state_in_pieces_within_the_limits_and_a_run_too_big_stays_behind(tmp_path, monkeypatch):
+def test_a_state_larger_than_a_call_comes_back_over_several_and_resumes_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_carry, "PIECE", 40_000)
-    monkeypatch.setattr(gpu_carry, "STATE_MAX", 150_000)
-    logs, out = tmp_path / "logs", tmp_path / "out"
-    a = _run(logs, "a", finished=False, commits=("epoch-00001",), size=45_000)  # ~90 kB of random bytes
-    b = _run(logs, "b", finished=False, commits=("epoch-00001",), size=45_000)  # with a: over STATE_MAX
-    os.utime(a / "backup/epoch-00001", (2e9, 2e9))  # a committed last: it goes first
-    os.utime(b / "backup/epoch-00001", (1e9, 1e9))
-    notes = gpu_carry.pack(logs, out, echo=lambda s: None)
-    pieces = sorted(out.glob("state.tgz.*"))
-    assert [p.name for p in pieces] == ["state.tgz.0", "state.tgz.1", "state.tgz.2"]
-    assert all(p.stat().st_size <= 40_000 for p in pieces)
-    assert {n.split("/")[1] for n in _names(pieces)} == {"a"}
-    assert any(n.startswith("net/b: not carried") for n in notes), notes
+    monkeypatch.setattr(gpu_carry, "TOTAL", 2**20 + 90_000)  # OUT takes 2 whole pieces
+    monkeypatch.setattr(gpu_carry, "STATE_MAX", 230_000)
+    logs, spill, root = tmp_path / "logs", tmp_path / "spill", tmp_path / "repo"
+    a = _run(logs, "a", finished=False, commits=("epoch-00001",), size=50_000)  # ~100 kB of random bytes each
+    b = _run(logs, "b", finished=False, commits=("epoch-00001",), size=50_000)
+    c = _run(logs, "c", finished=False, commits=("epoch-00001",), size=50_000)  # with a and b: over STATE_MAX
+    for run, t in ((a, 3e9), (b, 2e9), (c, 1e9)):  # a committed last: it goes first, c last
+        os.utime(run / "backup/epoch-00001", (t, t))
+    said = []
+    notes = gpu_carry.pack(logs, tmp_path / "out1", spill, echo=said.append)
+    assert any(n.startswith("net/c: not carried") for n in notes), notes
+    gpu_carry.check(tmp_path / "out1")
+    man = json.loads((tmp_path / "out1" / "state.json").read_text())
+    assert man["pieces"] == 6 and sorted(p.name for p in (tmp_path / "out1").glob("state.tgz.*")) == \
+        ["state.tgz.0", "state.tgz.1"]
+    assert all(p.stat().st_size <= 40_000 for p in spill.glob("state.tgz.*"))
+    assert "call `python3 benchmarks/gpu_carry.py more 2`" in said[-1], said
 
-    (logs / "net" / "a").rename(tmp_path / "a-old")  # a fresh machine at the same path
-    assert gpu_carry.restore(out, logs, echo=lambda s: None) == [("net", "a")]
-    assert (logs / "net/a/backup/epoch-00001/backup.weights.h5").read_bytes() == \
-        (tmp_path / "a-old/backup/epoch-00001/backup.weights.h5").read_bytes()
+    collected = []
+    gpu_carry.collect(tmp_path / "out1", root, echo=collected.append)
+    assert not (root / ".devstate" / "ready").exists() and "2–5 still on the machine" in collected[-1], collected
+    # the next calls, on the same machine, each right after the one before (a piece sent twice is taken once)
+    assert [gpu_carry.more(first, spill, tmp_path / f"out{k}", echo=lambda s: None)
+            for k, first in ((2, 1), (3, 3), (4, 5))] == [3, 6, 6]
+    gpu_carry.collect(tmp_path / "out2", root, echo=collected.append)
+    assert not (root / ".devstate" / "ready").exists() and "3–5 still on the machine" in collected[-1], collected
+    gpu_carry.collect(tmp_path / "out3", root, echo=collected.append)
+    assert "6 pieces, 2 folder(s) to send" in collected[-1], collected
+    gpu_carry.collect(tmp_path / "out4", root, echo=collected.append)  # the last piece once more: nothing changes
+    assert "has it already" in collected[-1], collected
+    assert not (root / ".devstate" / "incoming").exists()
+    ready = root / ".devstate" / "ready"
+    assert sorted(p.name for p in (ready / "send-1").iterdir()) == [
+        "state.json", "state.tgz.0", "state.tgz.1", "state.tgz.2", "state.tgz.3"]  # a staging call's share
+    assert sorted(p.name for p in (ready / "work").iterdir()) == ["state.json", "state.tgz.4", "state.tgz.5"]
+    assert {n.split("/")[1] for n in _names(_ready(root))} == {"a", "b"}
+
+    # the next session: send-1 went ahead to /tmp/stage/state, work comes with the work call
+    logs.rename(tmp_path / "machine1")  # the next session's machine starts bare, at the same path
+    stage = tmp_path / "stage"
+    shutil.copytree(ready / "send-1", stage)
+    with pytest.raises(SystemExit, match="lacks pieces 4–5 of 6"):
+        gpu_carry.restore(logs, [tmp_path / "absent", stage], echo=lambda s: None)
+    assert not (logs / "net" / "a").exists()
+    assert gpu_carry.restore(logs, [ready / "work", stage], echo=lambda s: None) == [("net", "a"), ("net", "b")]
+    assert (logs / "net/b/backup/epoch-00001/backup.weights.h5").read_bytes() == \
+        (tmp_path / "machine1/net/b/backup/epoch-00001/backup.weights.h5").read_bytes()
+    # a second work call on the machine that packed it needs none of it, though only the work folder came along
+    said = []
+    assert gpu_carry.restore(tmp_path / "machine1", [ready / "work"], echo=said.append) == [], said
+    assert "packed on this machine" in said[0]
 
 
 def test_restore_keeps_what_the_machine_has_and_refuses_another_log_dir(tmp_path):
     logs, out = tmp_path / "logs", tmp_path / "out"
     run = _run(logs, "a", finished=False, commits=("epoch-00001",))
-    gpu_carry.pack(logs, out, echo=lambda s: None)
+    gpu_carry.pack(logs, out, tmp_path / "spill", echo=lambda s: None)
     said = []
     (run / "best.keras").write_bytes(b"newer")
-    assert gpu_carry.restore(out, logs, echo=said.append) == []
+    (logs / ".packed").unlink()  # a machine that restored the run rather than packed this state
+    assert gpu_carry.restore(logs, [out], echo=said.append) == []
     assert (run / "best.keras").read_bytes() == b"newer" and "this machine has it already" in said[0]
-    said.clear()
-    assert gpu_carry.restore(out, tmp_path / "elsewhere", echo=said.append) == []
-    assert f"made with LOGS={logs}" in said[0] and not (tmp_path / "elsewhere" / "net").exists()
+    with pytest.raises(SystemExit, match=f"made with LOGS={logs}, this call has LOGS={tmp_path / 'elsewhere'}"):
+        gpu_carry.restore(tmp_path / "elsewhere", [out], echo=said.append)
+    assert not (tmp_path / "elsewhere" / "net").exists()
 
 
-def test_collect_replaces_the_state_only_after_a_call_that_packed(tmp_path):
+def test_collect_replaces_the_state_only_with_a_whole_one(tmp_path):
     root, logs, out = tmp_path / "repo", tmp_path / "logs", tmp_path / "out"
-    state = root / ".devcarry" / "state"
-    state.mkdir(parents=True)
-    (state / "state.tgz.0").write_bytes(b"earlier")
+    ready = root / ".devstate" / "ready"
+    (ready / "send-1").mkdir(parents=True)
+    (ready / "send-1" / "state.tgz.0").write_bytes(b"earlier")
     out.mkdir()
     (out / "session.log").write_text("killed before the pack\n")
     said = []
     assert gpu_carry.collect(out, root, echo=said.append) is None
-    assert (state / "state.tgz.0").read_bytes() == b"earlier" and "left as it was" in said[0]
+    assert _ready(root)[0].read_bytes() == b"earlier" and "left as it was" in said[0]
 
     _run(logs, "done", finished=True)
-    gpu_carry.pack(logs, out, echo=lambda s: None)
+    gpu_carry.pack(logs, out, tmp_path / "spill", echo=lambda s: None)
+    piece = (out / "state.tgz.0").read_bytes()
+    (out / "state.tgz.0").write_bytes(piece[:-1] + bytes([piece[-1] ^ 1]))  # broken on the way: refused, state kept
+    with pytest.raises(SystemExit, match="state.tgz.0 in .* do not match its state.json"):
+        gpu_carry.collect(out, root, echo=lambda s: None)
+    assert _ready(root)[0].read_bytes() == b"earlier"
+
+    (out / "state.tgz.0").write_bytes(piece)
     dest = gpu_carry.collect(out, root, echo=lambda s: None)
     assert (dest / "net/done/results.json").is_file()
-    assert _names(sorted(state.glob("state.tgz.*"))) == ["net/done/config.json", "net/done/results.json"]
-
-    (out / "state.tgz.0").rename(out / "state.tgz.1")  # a piece lost on the way: refused, state kept
-    before = (state / "state.tgz.0").read_bytes()
-    with pytest.raises(SystemExit, match="not numbered"):
-        gpu_carry.collect(out, root, echo=lambda s: None)
-    assert (state / "state.tgz.0").read_bytes() == before
+    assert _names(_ready(root)) == ["net/done/config.json", "net/done/results.json"]
 
 
 def test_check_refuses_what_the_device_tool_would_not_give_back(tmp_path):
@@ -142,10 +186,28 @@ def test_check_refuses_what_the_device_tool_would_not_give_back(tmp_path):
         gpu_carry.check(tmp_path)
 
 
+def test_plan_lists_the_staging_the_state_and_the_work_call_in_order(tmp_path):
+    for d in ("base", "tf-1", "tf-2", "cifar10-1"):
+        (tmp_path / ".devcarry" / d).mkdir(parents=True)
+    for d in ("send-1", "send-2", "send-10", "work"):
+        (tmp_path / ".devstate" / "ready" / d).mkdir(parents=True)
+    said = []
+    calls = gpu_carry.plan(tmp_path, "r56", echo=said.append)
+    carried = [[str(c.relative_to(tmp_path)) for c in carry] for carry, _ in calls]
+    assert carried == [[".devcarry/cifar10-1"], [".devcarry/tf-1"], [".devcarry/tf-2"], [".devstate/ready/send-1"],
+                       [".devstate/ready/send-2"], [".devstate/ready/send-10"], [".devcarry/base", ".devstate/ready/work"]]
+    assert calls[3][1] == "mkdir -p /tmp/stage/state && cp .devstate/ready/send-1/* /tmp/stage/state/"
+    assert calls[-1][1].endswith("bash benchmarks/gpu_session.sh r56") and said[0].startswith("7 calls")
+    shutil.rmtree(tmp_path / ".devcarry")
+    with pytest.raises(SystemExit, match="stage.sh"):
+        gpu_carry.plan(tmp_path)
+
+
 def _session(tmp_path, logs, out, state, parts=("exp:lenet5",), **env):
     """benchmarks/gpu_session.sh PARTS on digits, as a GPU call would run it (EXTRA makes it small)."""
     env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}", "OUT": str(out),
-           "LOGS": str(logs), "STATE": str(state), "BUDGET": "500", "JAX_PLATFORMS": "cpu",
+           "LOGS": str(logs), "STATE": str(state), "SPILL": str(tmp_path / "spill"), "BUDGET": "500",
+           "JAX_PLATFORMS": "cpu",
            "EXTRA": "--data digits --epochs 2 --set data.limit=600 --set train.steps_per_execution=1", **env}
     p = subprocess.run(["bash", "benchmarks/gpu_session.sh", *parts], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
@@ -155,13 +217,13 @@ def _session(tmp_path, logs, out, state, parts=("exp:lenet5",), **env):
 
 def test_a_run_cut_on_one_machine_resumes_on_the_next_from_what_came_back(tmp_path):
     logs, root = tmp_path / "suite-logs", tmp_path / "repo"
-    state = root / ".devcarry" / "state"
+    state = root / ".devstate" / "ready"
     # call 1: SIGTERM after the 7th step (2 epochs of 5), as the budget's timeout sends it
     said, log = _session(tmp_path, logs, tmp_path / "out1", state, SUITE_FAULT="step:7:term")
     assert "stopped by SIGTERM in epoch 2" in log, said + log
     gpu_carry.check(tmp_path / "out1")
     gpu_carry.collect(tmp_path / "out1", root, echo=lambda s: None)
-    (run,) = [n.split("/")[1] for n in _names(sorted(state.glob("state.tgz.*"))) if n.endswith("config.json")]
+    (run,) = [n.split("/")[1] for n in _names(_ready(root)) if n.endswith("config.json")]
 
     logs.rename(tmp_path / "machine1")  # the next session's machine starts bare, at the same path
     said, log = _session(tmp_path, logs, tmp_path / "out2", state)
