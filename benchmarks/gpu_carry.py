@@ -21,7 +21,8 @@ committed first (a run the suite no longer resumes, its config's hash changed, g
 results.json and config.json, so the next machine skips them.
 `collect` unpacks results.tgz under logs/gpu/call-TIME/ (for `suite report` and `suite board`), prints rows.md, and
 gathers the pieces in .devstate/incoming/; once all have come, checked against state.json, they replace
-.devstate/ready/, grouped in folders of what one call can take along (send-1, send-2, …). Until then the earlier
+.devstate/ready/, grouped by the call that takes them along (send-1, send-2, … to /tmp/stage/state in staging
+calls, 60 MiB each; work, at most 45 MiB, with the work call beside .devcarry/base). Until then the earlier
 state stays: a session that could not bring everything back loses nothing it had. (.devstate, not .devcarry:
 ../shared/device/stage.sh empties .devcarry.) `restore` unpacks the state into LOGS, leaving alone a run directory
 the machine still has; it refuses an incomplete state (the session would start those runs afresh and then carry
@@ -44,7 +45,7 @@ import tarfile
 
 PIECE = 15 * 2**20  # under the 16 MiB a file may have
 FILES, TOTAL = 8, 64 * 2**20  # files back from $OUT, and their bytes together
-# ~16 pieces: 4 calls each way beside the work call (NiN 81 MiB, GoogLeNet 145 MiB fit; measured in RESULTS.md)
+# 16 pieces: up to 4 calls more each way beside the work call (NiN 81 MiB, GoogLeNet 145 MiB: RESULTS.md)
 STATE_MAX = int(os.environ.get("STATE_MAX", 240 * 2**20))
 SPILL = os.environ.get("SPILL", "/tmp/carry-spill")  # on the machine: the pieces `more` sends back
 SEND, SEND_LAST = 4, 3  # pieces a staging call takes along (60 MiB), and the work call beside .devcarry/base

@@ -38,8 +38,8 @@ gpu=$(python3 -c "import jax; print(jax.devices()[0].device_kind)" 2>/dev/null |
 echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BUDGET s" | tee -a "$TXT/session.log"
 : > "$TXT/rows.md"  # this call's rows: every finished run of its parts
 pack() { python3 benchmarks/gpu_carry.py pack "$LOGS" "$OUT"; }  # it writes its lines into session.log too
-# what `gpu_carry.py collect` kept of an earlier session: the work call carries .devstate/ready's last send-N folder,
-# staging calls brought the others to /tmp/stage/state. An incomplete state stops the call before anything runs.
+# what `gpu_carry.py collect` kept of an earlier session: the work call carries .devstate/ready/work, staging calls
+# brought the send-N folders to /tmp/stage/state. An incomplete state stops the call before anything runs.
 STATE=${STATE:-.devstate/ready /tmp/stage/state}
 python3 benchmarks/gpu_carry.py restore "$LOGS" $STATE 2>&1 | tee -a "$TXT/session.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { cp "$TXT/session.log" "$OUT/"; exit 2; }  # no pack: it would carry less back
