@@ -10,7 +10,7 @@ can move (81–230 MiB), so the state travels in pieces over several calls, each
     there, right after a call:  python3 benchmarks/gpu_carry.py more N      (the pieces that did not fit in OUT)
     here, after every call:     python benchmarks/gpu_carry.py collect FILES_AT   (the `files_at` the call returned)
     here, to start a session:   python benchmarks/gpu_carry.py plan [PART ...]   (the calls to make, in order)
-    there, before the parts:    python3 benchmarks/gpu_carry.py restore LOGS FOLDER...
+    there, before the parts:    python3 benchmarks/gpu_carry.py restore LOGS FOLDER... --finished DIR
 
 `pack` writes to OUT: session.log and rows.md as they are; results.tgz (LOGS/_text's logs and bench JSON, and each
 finished run's results.json, config.json and event files, the event files left out with a line saying so when they
@@ -23,7 +23,9 @@ results.json and config.json, so the next machine skips them.
 gathers the pieces in .devstate/incoming/; once all have come, checked against state.json, they replace
 .devstate/ready/, grouped by the call that takes them along (send-1, send-2, … to /tmp/stage/state in staging
 calls, 60 MiB each; work, at most 45 MiB, with the work call beside .devcarry/base). Until then the earlier
-state stays: a session that could not bring everything back loses nothing it had. (.devstate, not .devcarry:
+state stays: a session that could not bring everything back loses nothing it had, and the runs its calls finished
+stay finished: collect also keeps every finished run's results.json and config.json in .devstate/finished, which
+the work call carries, and `restore --finished` marks them so. (.devstate, not .devcarry:
 ../shared/device/stage.sh empties .devcarry.) `restore` unpacks the state into LOGS, leaving alone a run directory
 the machine still has; it refuses an incomplete state (the session would start those runs afresh and then carry
 the fresh ones back over the good state); LOGS must be the path the runs were made under (log.dir is part of a
@@ -51,6 +53,7 @@ SPILL = os.environ.get("SPILL", "/tmp/carry-spill")  # on the machine: the piece
 SEND, SEND_LAST = 4, 3  # pieces a staging call takes along (60 MiB), and the work call beside .devcarry/base
 MANIFEST = "state.json"
 PACKED = ".packed"  # LOGS/.packed: the ids of the states packed on this machine
+FINISHED = ".devstate/finished"  # here: every run a call finished (results.json, config.json), for `restore`
 TEXT = "_text"  # LOGS/_text: the session's logs, bench outputs and rows.md
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -248,19 +251,35 @@ def _ranges(numbers):
     return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in spans)
 
 
-def restore(logs, folders, echo=print):
+def restore(logs, folders, finished=None, echo=print):
+    """The carried state into LOGS, then the runs FINISHED says finished in earlier calls (results.json and
+    config.json from `collect`): a session whose state did not all come back does not train those again."""
+    logs = pathlib.Path(logs)
+    kept = _restore_state(logs, folders, echo)
+    done = sorted(pathlib.Path(finished).glob("*/*/results.json")) if finished else []
+    for r in (p.parent for p in done):
+        run = logs / r.parent.name / r.name
+        if (run / "results.json").is_file() or json.loads((r / "config.json").read_text())["log"]["dir"] != str(logs):
+            continue
+        run.mkdir(parents=True, exist_ok=True)
+        for n in ("config.json", "results.json"):  # results.json last: it is what marks the run finished
+            shutil.copyfile(r / n, run / n)
+        echo(f"carry: {r.parent.name}/{r.name}: finished in an earlier call, marked so")
+    return kept
+
+
+def _restore_state(logs, folders, echo):
     man, pieces = _gather(folders)
     if man is None or not man["pieces"]:
         echo(f"carry: no state in {' '.join(map(str, folders))}")
         return []
-    logs = pathlib.Path(logs)
     if (logs / PACKED).is_file() and man["id"] in (logs / PACKED).read_text().split():
         echo(f"carry: state {man['id']} was packed on this machine, which has all of it")
         return []
     missing = [i for i in range(man["pieces"]) if i not in pieces]
     if missing:  # resuming part of it would start those runs afresh, and carry the fresh ones back over the good state
-        raise SystemExit(f"error: the carried state {man['id']} lacks pieces {_ranges(missing)} of {man['pieces']}: send "
-                         "each .devstate/ready/send-N folder before the work call (`python benchmarks/gpu_carry.py "
+        raise SystemExit(f"error: the carried state {man['id']} lacks pieces {_ranges(missing)} of {man['pieces']}: "
+                         "send each .devstate/ready/send-N folder before the work call (`python benchmarks/gpu_carry.py "
                          "plan` lists the calls); nothing restored, nothing run")
     with _open([pieces[i] for i in range(man["pieces"])]) as tar:
         members = tar.getmembers()
@@ -297,6 +316,10 @@ def collect(files_at, root=".", echo=print):
         with tarfile.open(results, "r:gz") as tar:
             _extract(tar, dest)
         echo(f"collect: results under {dest}")
+        for r in (p.parent for p in dest.glob("*/*/results.json")):  # kept whatever becomes of the state
+            (root / FINISHED / r.parent.name / r.name).mkdir(parents=True, exist_ok=True)
+            for n in ("config.json", "results.json"):
+                shutil.copyfile(r / n, root / FINISHED / r.parent.name / r.name / n)
     if (src / MANIFEST).is_file():
         _collect_state(src, root, echo)
     rows = src / "rows.md"
@@ -360,7 +383,7 @@ def plan(root=".", parts="", echo=print):
     sends = sorted(ready.glob("send-*"), key=lambda d: int(d.name.split("-")[1]))
     calls = [([d], f"mkdir -p /tmp/stage && cp {d.relative_to(root)}/* /tmp/stage/") for d in stage]
     calls += [([d], f"mkdir -p /tmp/stage/state && cp {d.relative_to(root)}/* /tmp/stage/state/") for d in sends]
-    work = [root / ".devcarry" / "base"] + [d for d in [ready / "work"] if d.is_dir()]
+    work = [root / ".devcarry" / "base"] + [d for d in [ready / "work", root / FINISHED] if d.is_dir()]
     calls.append((work, "source .devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh "
                   + (parts or "bench speed r20")))
     echo(f"{len(calls)} calls, each right after the one before (the machine goes back after 30 s idle):")
@@ -381,6 +404,7 @@ if __name__ == "__main__":
     sub.add_parser("more").add_argument("first", type=int, help="the first piece to send")
     sub.add_parser("restore").add_argument("logs")
     sub.choices["restore"].add_argument("folders", nargs="+", help="where the state's pieces are")
+    sub.choices["restore"].add_argument("--finished", help="runs finished in earlier calls (.devstate/finished)")
     sub.add_parser("collect").add_argument("files_at")
     sub.add_parser("plan").add_argument("parts", nargs="*", help="gpu_session.sh's parts (default: bench speed r20)")
     for name in ("collect", "plan"):
@@ -391,7 +415,7 @@ if __name__ == "__main__":
     elif a.cmd == "more":
         more(a.first)
     elif a.cmd == "restore":
-        restore(a.logs, a.folders)
+        restore(a.logs, a.folders, a.finished)
     elif a.cmd == "collect":
         collect(a.files_at, a.root)
     else:

@@ -40,8 +40,10 @@ echo "device: $gpu · backend ${KERAS_BACKEND:-?} · parts: $parts · budget $BU
 pack() { python3 benchmarks/gpu_carry.py pack "$LOGS" "$OUT"; }  # it writes its lines into session.log too
 # what `gpu_carry.py collect` kept of an earlier session: the work call carries .devstate/ready/work, staging calls
 # brought the send-N folders to /tmp/stage/state. An incomplete state stops the call before anything runs.
+# .devstate/finished (carried too) marks the runs earlier calls finished, should their state not have come back.
 STATE=${STATE:-.devstate/ready /tmp/stage/state}
-python3 benchmarks/gpu_carry.py restore "$LOGS" $STATE 2>&1 | tee -a "$TXT/session.log"
+python3 benchmarks/gpu_carry.py restore "$LOGS" $STATE --finished "${FINISHED:-.devstate/finished}" 2>&1 \
+  | tee -a "$TXT/session.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { cp "$TXT/session.log" "$OUT/"; exit 2; }  # no pack: it would carry less back
 X=${EXTRA:+ $EXTRA}  # the rows' commands say what ran
 

@@ -65,7 +65,8 @@ def test_pack_sends_back_the_results_and_the_newest_commit_of_each_unfinished_ru
     # results.json and config.json, so that the next machine skips it
     newest = "net/cut/backup/epoch-00002-step-0000030"
     assert _names([out / "state.tgz.0"]) == [
-        f"{newest}/backup.weights.h5", f"{newest}/state.json", "net/cut/best.keras", "net/cut/config.json", "net/cut/train/events.out.tfevents.1.v2",
+        f"{newest}/backup.weights.h5", f"{newest}/state.json", "net/cut/best.keras", "net/cut/config.json",
+        "net/cut/train/events.out.tfevents.1.v2",
         "net/done/config.json", "net/done/results.json"]
     assert "net/cut: state carried (epoch-00002-step-0000030)" in notes
     assert "carry: net/cut: state carried" in (out / "session.log").read_text()
@@ -173,6 +174,31 @@ def test_collect_replaces_the_state_only_with_a_whole_one(tmp_path):
     assert _names(_ready(root)) == ["net/done/config.json", "net/done/results.json"]
 
 
+def test_runs_finished_in_a_call_whose_state_did_not_come_back_are_not_trained_again(tmp_path):
+    logs, root, quiet = tmp_path / "logs", tmp_path / "repo", lambda s: None
+    run = _run(logs, "r", finished=False, commits=("epoch-00001",))
+    gpu_carry.pack(logs, tmp_path / "out1", tmp_path / "spill", echo=quiet)
+    gpu_carry.collect(tmp_path / "out1", root, echo=quiet)  # session 1: r cut, its state came back whole
+    (run / "results.json").write_text('{"status": "complete"}')  # session 2: r finished, and s too,
+    _run(logs, "s", finished=True)
+    gpu_carry.pack(logs, tmp_path / "out2", tmp_path / "spill", echo=quiet)
+    (tmp_path / "out2" / "state.tgz.0").unlink()  # but the machine went back before its state came
+    said = []
+    gpu_carry.collect(tmp_path / "out2", root, echo=said.append)
+    assert "0 of 1 pieces here" in said[1], said
+
+    logs.rename(tmp_path / "machine2")  # session 3: the older state, and the runs the last one finished
+    ready, finished = root / ".devstate" / "ready", root / ".devstate" / "finished"
+    (root / ".devcarry" / "base").mkdir(parents=True)
+    work_carry, _ = gpu_carry.plan(root, echo=quiet)[-1]
+    assert [str(c.relative_to(root)) for c in work_carry] == [".devcarry/base", ".devstate/ready/work",
+                                                              ".devstate/finished"]
+    gpu_carry.restore(logs, [ready], finished, echo=said.append)
+    assert (logs / "net/r/results.json").read_text() == '{"status": "complete"}', said
+    assert (logs / "net/r/backup/epoch-00001").is_dir() and (logs / "net/s/results.json").is_file()
+    assert "carry: net/s: finished in an earlier call, marked so" in said
+
+
 def test_check_refuses_what_the_device_tool_would_not_give_back(tmp_path):
     for i in range(9):
         (tmp_path / f"f{i}").write_text("x")
@@ -195,7 +221,8 @@ def test_plan_lists_the_staging_the_state_and_the_work_call_in_order(tmp_path):
     calls = gpu_carry.plan(tmp_path, "r56", echo=said.append)
     carried = [[str(c.relative_to(tmp_path)) for c in carry] for carry, _ in calls]
     assert carried == [[".devcarry/cifar10-1"], [".devcarry/tf-1"], [".devcarry/tf-2"], [".devstate/ready/send-1"],
-                       [".devstate/ready/send-2"], [".devstate/ready/send-10"], [".devcarry/base", ".devstate/ready/work"]]
+                       [".devstate/ready/send-2"], [".devstate/ready/send-10"],
+                       [".devcarry/base", ".devstate/ready/work"]]
     assert calls[3][1] == "mkdir -p /tmp/stage/state && cp .devstate/ready/send-1/* /tmp/stage/state/"
     assert calls[-1][1].endswith("bash benchmarks/gpu_session.sh r56") and said[0].startswith("7 calls")
     shutil.rmtree(tmp_path / ".devcarry")
@@ -206,7 +233,8 @@ def test_plan_lists_the_staging_the_state_and_the_work_call_in_order(tmp_path):
 def _session(tmp_path, logs, out, state, parts=("exp:lenet5",), **env):
     """benchmarks/gpu_session.sh PARTS on digits, as a GPU call would run it (EXTRA makes it small)."""
     env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}", "OUT": str(out),
-           "LOGS": str(logs), "STATE": str(state), "SPILL": str(tmp_path / "spill"), "BUDGET": "500",
+           "LOGS": str(logs), "STATE": str(state), "FINISHED": str(state.parent / "finished"),
+           "SPILL": str(tmp_path / "spill"), "BUDGET": "500",
            "JAX_PLATFORMS": "cpu",
            "EXTRA": "--data digits --epochs 2 --set data.limit=600 --set train.steps_per_execution=1", **env}
     p = subprocess.run(["bash", "benchmarks/gpu_session.sh", *parts], cwd=ROOT, env=env, capture_output=True,
