@@ -279,8 +279,8 @@ def _restore_state(logs, folders, echo):
     missing = [i for i in range(man["pieces"]) if i not in pieces]
     if missing:  # resuming part of it would start those runs afresh, and carry the fresh ones back over the good state
         raise SystemExit(f"error: the carried state {man['id']} lacks pieces {_ranges(missing)} of {man['pieces']}: "
-                         "send each .devstate/ready/send-N folder before the work call (`python benchmarks/gpu_carry.py "
-                         "plan` lists the calls); nothing restored, nothing run")
+                         "send each .devstate/ready/send-N folder before the work call (`python "
+                         "benchmarks/gpu_carry.py plan` lists the calls); nothing restored, nothing run")
     with _open([pieces[i] for i in range(man["pieces"])]) as tar:
         members = tar.getmembers()
         runs = sorted({tuple(pathlib.PurePosixPath(m.name).parts[:2]) for m in members})
