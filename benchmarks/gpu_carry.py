@@ -124,23 +124,24 @@ def pack(logs, out, spill=None, echo=print):
     if len(results) > PIECE:
         raise SystemExit(f"error: results.tgz is {len(results) / 2**20:.1f} MiB without event files; "
                          f"over the {PIECE / 2**20:.0f} MiB a returned file may have")
-    # the finished runs' results.json and config.json travel too: the next machine skips what is done
-    carried, chosen, state = [], list(summary), _tgz(summary) if summary else b""
+    # the finished runs' results.json and config.json travel too: the next machine skips what is done. Each run is
+    # a gzip tar of its own, compressed once; their concatenation is one stream that _open reads whole
+    carried, blobs = [], [_tgz(summary)] if summary else []
     unfinished.sort(key=lambda r: -(_newest_commit(r) or r).stat().st_mtime)
     for run in unfinished:
         members = _state_members(run, logs)
         if members is None:
             notes.append(f"{run.relative_to(logs)}: no backup commit yet, nothing to carry")
             continue
-        trial = _tgz(chosen + members)
-        if len(trial) > STATE_MAX:
+        blob, size = _tgz(members), sum(map(len, blobs))
+        if size + len(blob) > STATE_MAX:
             notes.append(f"{run.relative_to(logs)}: not carried, its state would take the carried state to "
-                         f"{len(trial) / 2**20:.1f} MiB, over STATE_MAX ({STATE_MAX / 2**20:.0f} MiB); a later "
-                         "session starts it afresh")
+                         f"{(size + len(blob)) / 2**20:.1f} MiB, over STATE_MAX ({STATE_MAX / 2**20:.0f} MiB); a "
+                         "later session starts it afresh")
             continue
         carried.append(run)
-        chosen += members
-        state = trial
+        blobs.append(blob)
+    state = b"".join(blobs)
     for r in carried:
         notes.append(f"{r.relative_to(logs)}: state carried ({_newest_commit(r).name})")
     if text.is_dir():  # the notes go into the session.log that comes back, each once (pack runs after every part)
@@ -179,10 +180,11 @@ def _fill(spill, out, first, count):
     i = first
     while i < count:
         piece = spill / f"state.tgz.{i}"
-        if n + 1 > FILES or size + piece.stat().st_size > TOTAL - 2**20:
+        bytes_ = piece.stat().st_size
+        if n + 1 > FILES or size + bytes_ > TOTAL - 2**20:
             break
         shutil.copyfile(piece, out / piece.name)
-        n, size, i = n + 1, size + piece.stat().st_size, i + 1
+        n, size, i = n + 1, size + bytes_, i + 1
     return i
 
 
@@ -217,7 +219,8 @@ def check(out):
 
 
 def _open(pieces):
-    return tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in pieces)), mode="r:gz")
+    """The state's pieces as one tar: gzip members one after another (a tar per run), read across end markers."""
+    return tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in pieces)), mode="r:gz", ignore_zeros=True)
 
 
 def _extract(tar, dest, members=None):
@@ -367,7 +370,7 @@ def _collect_state(src, root, echo):
         (ready / name).mkdir()
         shutil.copyfile(incoming / MANIFEST, ready / name / MANIFEST)
         for p in group:
-            shutil.copyfile(p, ready / name / p.name)
+            p.rename(ready / name / p.name)
     shutil.rmtree(incoming)
     echo(f"collect: state for the next session: {ready} ({m['bytes'] / 2**20:.1f} MiB in {len(pieces)} pieces, "
          f"{len(groups)} folder(s) to send; `python benchmarks/gpu_carry.py plan` lists the calls)")
