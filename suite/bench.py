@@ -78,6 +78,10 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
     import keras
     import numpy as np
 
+    from .quiet import hide_retracing_warning
+
+    hide_retracing_warning()  # every row builds its model anew
+
     if json_path:  # checked before minutes of measuring, not after
         folder = pathlib.Path(json_path).absolute().parent
         if not folder.is_dir():

@@ -47,16 +47,19 @@ def flag_overrides(a):
 
 
 def cmd_run(a):
-    from . import config, distribute, runner
+    from . import config, distribute
 
     cluster = distribute.cluster(a.coordinator, a.num_processes, a.process_id)  # None: this process alone
     cfg = config.resolve(a.target, a.set, flag_overrides(a))
+    _tensorflow()  # only now: a mistake in the settings is said at once, not after TensorFlow's ~8 s start
+    from . import runner
+
     r = runner.run(cfg, fresh=a.fresh, cluster=cluster)
     return errors.EXIT_DIVERGED if r["status"] == "diverged" else errors.EXIT_OK
 
 
 def cmd_bench(a):
-    from . import bench, config
+    from . import config
 
     if a.steps is not None and a.steps < 1:
         raise UserError(f"--steps {a.steps} must be at least 1")
@@ -65,6 +68,9 @@ def cmd_bench(a):
     if a.repeat < 1:
         raise UserError(f"--repeat {a.repeat} must be at least 1")
     cfg = config.resolve(a.target, a.set, flag_overrides(a))
+    _tensorflow()
+    from . import bench
+
     bench.bench(cfg, steps=a.steps or 0, epochs=a.epochs, repeat=a.repeat, json_path=a.json)
     return 0
 
@@ -108,7 +114,8 @@ def cmd_show(a):
 
 
 def cmd_tune(a):
-    from .tune import search as tune_search
+    from . import config
+    from .tune import space
 
     extra = {"tune.tuner": a.tuner, "tune.max_trials": a.max_trials, "tune.epochs": a.epochs,
              "tune.objective": a.objective, "data.name": a.data, "train.seed": a.seed, "log.dir": a.logdir}
@@ -119,6 +126,11 @@ def cmd_tune(a):
     for flag in ("tuner", "max_trials", "epochs", "objective", "data", "seed", "logdir"):
         if getattr(a, flag) is not None:
             relaunch += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
+    # the settings and the search space checked before TensorFlow starts (search resolves them again: ~30 ms)
+    space.space(config.resolve(a.target, a.set, extra))
+    _tensorflow()
+    from .tune import search as tune_search
+
     return tune_search.search(a.target, a.set, extra, workers=a.workers or 0, fresh=a.fresh, study=a.study,
                              relaunch=relaunch, devices_per_trial=a.devices_per_trial)
 
@@ -374,12 +386,17 @@ def parser():
     return p
 
 
+# These check their arguments and settings (the registry and the config only) before they load TensorFlow, when
+# they must: a mistake is one line at once. The others load it first, so its start-up lines stay hidden.
+CHECK_FIRST = (cmd_list, cmd_show, cmd_study, cmd_run, cmd_bench, cmd_tune)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
         a = parser().parse_args(argv)
-        if a.fn not in (cmd_list, cmd_show, cmd_study):  # these read the registry and load Keras only when they must
+        if a.fn not in CHECK_FIRST:
             _tensorflow()
         return a.fn(a)
     except UserError as e:

@@ -33,3 +33,19 @@ def import_tensorflow():
         os.close(null)
     _done = True
     return tf
+
+
+def hide_retracing_warning():
+    """Commands that build one model after another in a process (tune's trials, a study's runs, bench's
+    measurements) make TensorFlow warn "N calls triggered tf.function retracing": expected there, and it says
+    nothing, so that one message is hidden. Idempotent."""
+    import logging
+
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    if not any(getattr(f, "suite_retracing", False) for f in logger.filters):
+        f = logging.Filter()
+        f.filter = lambda record: "tf.function retracing" not in record.getMessage()
+        f.suite_retracing = True
+        logger.addFilter(f)

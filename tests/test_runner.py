@@ -2,10 +2,13 @@
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 
 def _events(run_dir):
@@ -67,6 +70,25 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr
     assert not any(tmp_path.iterdir()), "a bad command wrote files"
+
+
+LOADED = ("import sys; from suite.cli import main; rc = main(sys.argv[1:]); "
+          "print(rc, *[m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules])")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "lenet5", "--set", "model.dropou=0.1"], "unknown setting model.dropou"),
+    (["run", "lenet5", "--num-processes", "2"], "needs --coordinator HOST:PORT"),
+    (["bench", "lenet5", "--set", "train.lr=-1"], "train.lr = -1.0 is out of range"),
+    (["tune", "lenet5", "--set", "tune.lr=[0.1,0.01]"], "low must be below high"),
+])
+def test_a_mistake_in_the_settings_is_said_before_tensorflow_loads(tmp_path, args, needle):
+    """The one line comes at once, not after TensorFlow's ~8 s start: nothing of TensorFlow or Keras is imported."""
+    p = subprocess.run([sys.executable, "-c", LOADED, *args], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert p.stdout.split() == ["2"], (p.stdout, p.stderr)
+    assert len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, p.stderr
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")

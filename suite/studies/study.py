@@ -67,6 +67,9 @@ def run(study, runs, echo=print):
     wall time)."""
     import keras
 
+    from ..quiet import hide_retracing_warning
+
+    hide_retracing_warning()  # every run builds its model anew
     records = []
     t0 = time.time()
     for i, (arm, seed, cfg, d) in enumerate(runs, 1):

@@ -20,6 +20,7 @@ import time
 from .. import config as config_mod
 from .. import distribute, runner
 from ..errors import EXIT_ERROR, UserError
+from ..quiet import hide_retracing_warning
 from . import space as tune
 from ..runner import read_json
 from .tuner import RECORD, ChiefGone, Restart, StopSearch, SuiteTuner, _write_json, make_oracle, unreachable
@@ -63,7 +64,7 @@ def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=No
 
     cfg = config_mod.resolve(target, overrides, extra)
     params = tune.space(cfg)
-    _quiet_retracing()
+    hide_retracing_warning()  # every trial builds a new model
     if not params:
         raise UserError("nothing to tune: every search-space list in [tune] is empty; e.g. --set tune.lr=[1e-4,0.1]")
     t = cfg["tune"]
@@ -163,21 +164,6 @@ def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=No
     if unfinished:
         echo(f"trial(s) {', '.join(unfinished)} did not finish: run the same command again to continue them")
     return EXIT_ERROR if unfinished or bad or lost else rc
-
-
-def _quiet_retracing():
-    """Every trial builds a new model, so TensorFlow's "N calls triggered tf.function retracing" warning is
-    expected here and says nothing: hide that one message."""
-    import logging
-
-    import tensorflow as tf
-
-    logger = tf.get_logger()
-    if not any(getattr(f, "suite_tune", False) for f in logger.filters):
-        f = logging.Filter()
-        f.filter = lambda record: "tf.function retracing" not in record.getMessage()
-        f.suite_tune = True
-        logger.addFilter(f)
 
 
 def serve(tuner, procs, echo, spawn=None):
