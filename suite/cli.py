@@ -386,9 +386,10 @@ def parser():
     return p
 
 
-# These check their arguments and settings (the registry and the config only) before they load TensorFlow, when
-# they must: a mistake is one line at once. The others load it first, so its start-up lines stay hidden.
-CHECK_FIRST = (cmd_list, cmd_show, cmd_study, cmd_run, cmd_bench, cmd_tune)
+# These check their arguments and settings (the registry, the config, the run directory) before they load
+# TensorFlow, when they must (quiet.import_tensorflow, first): a mistake is one line at once. The others load it
+# first, so its start-up lines stay hidden.
+CHECK_FIRST = (cmd_list, cmd_show, cmd_study, cmd_run, cmd_bench, cmd_tune, cmd_eval, cmd_predict, cmd_viz)
 
 
 def main(argv=None):

@@ -65,11 +65,6 @@ def read_json(path, what):
 def load(run_dir, checkpoint="best"):
     """The run in `run_dir` (a directory written by `suite run`), ready to use. One-line errors for a missing
     directory, a folder that is not a run, a run without the checkpoint, or a damaged model file."""
-    import keras
-
-    from . import augment, pipeline
-    from .nets import custom_layers
-
     d = pathlib.Path(run_dir)
     if not d.is_dir():
         raise UserError(f"run directory {d} does not exist; `python -m suite list --runs` lists the runs")
@@ -84,6 +79,14 @@ def load(run_dir, checkpoint="best"):
                else "it stopped before its first epoch ended" if checkpoint == "best"
                else "last.keras is written when a run completes")
         raise UserError(f"{d} has no {path.name}: {why}; train it (`python -m suite run ...`) first")
+    from .quiet import import_tensorflow
+
+    import_tensorflow()  # only now: a wrong path is said at once, not after TensorFlow's start (quietly, first)
+    import keras
+
+    from . import augment, pipeline
+    from .nets import custom_layers
+
     custom_layers()  # the suite's own layers, so safe mode can rebuild them
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
