@@ -51,7 +51,7 @@ def cmd_run(a):
 
     cluster = distribute.cluster(a.coordinator, a.num_processes, a.process_id)  # None: this process alone
     cfg = config.resolve(a.target, a.set, flag_overrides(a))
-    _tensorflow()  # only now: a mistake in the settings is said at once, not after TensorFlow's ~8 s start
+    _tensorflow()  # only now: a mistake in the settings is said at once, not after TensorFlow's start
     from . import runner
 
     r = runner.run(cfg, fresh=a.fresh, cluster=cluster)
@@ -126,13 +126,13 @@ def cmd_tune(a):
     for flag in ("tuner", "max_trials", "epochs", "objective", "data", "seed", "logdir"):
         if getattr(a, flag) is not None:
             relaunch += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
-    # the settings and the search space checked before TensorFlow starts (search resolves them again: ~30 ms)
-    space.space(config.resolve(a.target, a.set, extra))
+    cfg = config.resolve(a.target, a.set, extra)
+    space.space(cfg)  # the search space too is checked before TensorFlow starts
     _tensorflow()
     from .tune import search as tune_search
 
     return tune_search.search(a.target, a.set, extra, workers=a.workers or 0, fresh=a.fresh, study=a.study,
-                             relaunch=relaunch, devices_per_trial=a.devices_per_trial)
+                             relaunch=relaunch, devices_per_trial=a.devices_per_trial, cfg=cfg)
 
 
 def cmd_board(a):

@@ -85,8 +85,8 @@ LOADED = ("import sys; from suite.cli import main; rc = main(sys.argv[1:]); "
     (["predict", "logs/lenet5/nosuch", "digit.png"], "image digit.png does not exist"),
     (["viz", "."], ". is not a run directory (no config.json)"),
 ])
-def test_a_mistake_in_the_settings_is_said_before_tensorflow_loads(tmp_path, args, needle):
-    """The one line comes at once, not after TensorFlow's ~8 s start: nothing of TensorFlow or Keras is imported."""
+def test_a_mistake_on_the_command_line_is_said_before_tensorflow_loads(tmp_path, args, needle):
+    """The one line comes at once, not after TensorFlow's start (6 s here): nothing of TensorFlow or Keras is imported."""
     p = subprocess.run([sys.executable, "-c", LOADED, *args], cwd=tmp_path, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert p.stdout.split() == ["2"], (p.stdout, p.stderr)

@@ -56,13 +56,14 @@ def free_port():
 
 
 def search(target, overrides=(), extra=None, *, workers=0, fresh=False, study=None, relaunch=None, echo=print,
-           devices_per_trial=None):
+           devices_per_trial=None, cfg=None):
     """Run (or continue) a study; returns the CLI exit status. relaunch: the `suite tune` arguments a worker
     process is started with (--study is added). devices_per_trial: GPUs each worker trains its trials on
-    (distribute.device_groups)."""
+    (distribute.device_groups). cfg: the config of target, overrides and extra when the caller resolved it already
+    (the CLI does, before TensorFlow loads)."""
     from . import report as tune_report
 
-    cfg = config_mod.resolve(target, overrides, extra)
+    cfg = cfg or config_mod.resolve(target, overrides, extra)
     params = tune.space(cfg)
     hide_retracing_warning()  # every trial builds a new model
     if not params:
