@@ -51,6 +51,7 @@ FILES, TOTAL = 8, 64 * 2**20  # files back from $OUT, and their bytes together
 STATE_MAX = int(os.environ.get("STATE_MAX", 240 * 2**20))
 SPILL = os.environ.get("SPILL", "/tmp/carry-spill")  # on the machine: the pieces `more` sends back
 SEND, SEND_LAST = 4, 3  # pieces a staging call takes along (60 MiB), and the work call beside .devcarry/base
+WORK_MAX = 60 * 2**20  # what the work call may take along (64 MiB with the ~1 MiB work tree): `plan` fills it
 MANIFEST = "state.json"
 PACKED = ".packed"  # LOGS/.packed: the ids of the states packed on this machine
 FINISHED = ".devstate/finished"  # here: every run a call finished (results.json, config.json), for `restore`
@@ -376,19 +377,34 @@ def _collect_state(src, root, echo):
          f"{len(groups)} folder(s) to send; `python benchmarks/gpu_carry.py plan` lists the calls)")
 
 
+def _size(folder):
+    return sum(p.stat().st_size for p in pathlib.Path(folder).rglob("*") if p.is_file())
+
+
 def plan(root=".", parts="", echo=print):
     """The calls of a GPU session, in order: staging (.devcarry), the state (.devstate/ready), the work."""
     root = pathlib.Path(root)
     if not (root / ".devcarry" / "base").is_dir():
-        raise SystemExit("error: no .devcarry/base: run `bash ../shared/device/stage.sh cifar10` first")
-    stage = sorted(d for d in (root / ".devcarry").iterdir() if d.is_dir() and d.name != "base")
+        raise SystemExit("error: no .devcarry/base: run `python benchmarks/gpu_stage.py stage cifar10` (or `bash "
+                         "../shared/device/stage.sh cifar10`) first")
+    def order(d):  # stage-2 before stage-10
+        name, _, n = d.name.rpartition("-")
+        return (name, int(n)) if n.isdigit() else (d.name, 0)
+    stage = sorted((d for d in (root / ".devcarry").iterdir() if d.is_dir() and d.name != "base"), key=order)
     ready = root / ".devstate" / "ready"
     sends = sorted(ready.glob("send-*"), key=lambda d: int(d.name.split("-")[1]))
     calls = [([d], f"mkdir -p /tmp/stage && cp {d.relative_to(root)}/* /tmp/stage/") for d in stage]
+    if stage and (root / ".devcarry" / "base" / "stage.json").is_file():
+        # gpu_stage.py's pieces are unpacked there with Python's lzma and NumPy: the first call checks them, so a
+        # machine without them costs one call, not a session (then stage with ../shared/device/stage.sh instead)
+        calls[0] = (calls[0][0], 'python3 -c "import lzma, numpy" && ' + calls[0][1])
     calls += [([d], f"mkdir -p /tmp/stage/state && cp {d.relative_to(root)}/* /tmp/stage/state/") for d in sends]
     work = [root / ".devcarry" / "base"] + [d for d in [ready / "work", root / FINISHED] if d.is_dir()]
-    calls.append((work, "source .devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh "
-                  + (parts or "bench speed r20")))
+    command = "source .devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh " + (parts or "bench speed r20")
+    if stage and sum(map(_size, work + stage[-1:])) <= WORK_MAX:
+        # the last staging piece rides with the work call when both fit: one call fewer
+        work, command = work + stage[-1:], calls.pop(len(stage) - 1)[1] + " && " + command
+    calls.append((work, command))
     echo(f"{len(calls)} calls, each right after the one before (the machine goes back after 30 s idle):")
     for k, (carry, command) in enumerate(calls, 1):
         echo(f"{k}. carry {json.dumps([str(c.relative_to(root)) for c in carry])}; command: {command}")
