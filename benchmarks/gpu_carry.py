@@ -400,7 +400,8 @@ def plan(root=".", parts="", echo=print):
         calls[0] = (calls[0][0], 'python3 -c "import lzma, numpy" && ' + calls[0][1])
     calls += [([d], f"mkdir -p /tmp/stage/state && cp {d.relative_to(root)}/* /tmp/stage/state/") for d in sends]
     work = [root / ".devcarry" / "base"] + [d for d in [ready / "work", root / FINISHED] if d.is_dir()]
-    command = "source .devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh " + (parts or "bench speed r20")
+    command = ("source .devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh "
+               + (parts or "bench speed r20"))
     if stage and sum(map(_size, work + stage[-1:])) <= WORK_MAX:
         # the last staging piece rides with the work call when both fit: one call fewer
         work, command = work + stage[-1:], calls.pop(len(stage) - 1)[1] + " && " + command

@@ -5,8 +5,8 @@
 # JAX backend. A second call on the same machine finds them installed and only sets the variables.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ ! -d /tmp/site/tensorflow ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$here"/*.whl \
-    || return 1  # not `set -e`: it does not act inside `source … && …`, so a failure would go unnoticed
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$here"/*.whl || return 1  # not `set -e`: bash ignores it inside `source … && …`, so a failure went unnoticed
   python3 benchmarks/gpu_stage.py unstage "$here/stage.json" /tmp/stage --site /tmp/site --data /tmp/data || return 1
 fi
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} KERAS_BACKEND=${KERAS_BACKEND:-jax}

@@ -225,8 +225,9 @@ def test_plan_lists_the_staging_the_state_and_the_work_call_in_order(tmp_path):
                        [".devstate/ready/send-2"], [".devstate/ready/send-10"],
                        [".devcarry/base", ".devstate/ready/work", ".devcarry/tf-2"]]
     assert calls[2][1] == "mkdir -p /tmp/stage/state && cp .devstate/ready/send-1/* /tmp/stage/state/"
-    assert calls[-1][1] == ("mkdir -p /tmp/stage && cp .devcarry/tf-2/* /tmp/stage/ && source .devcarry/base/install.sh "
-                            "&& BUDGET=B bash benchmarks/gpu_session.sh r56") and said[0].startswith("6 calls")
+    assert calls[-1][1] == ("mkdir -p /tmp/stage && cp .devcarry/tf-2/* /tmp/stage/ && source "
+                            ".devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh r56")
+    assert said[0].startswith("6 calls")
     # ... and not when the two would not fit in one call
     with open(tmp_path / ".devstate" / "ready" / "work" / "state.tgz.0", "wb") as f:
         f.truncate(gpu_carry.WORK_MAX)  # sparse: its size counts, no disk

@@ -109,8 +109,9 @@ def test_a_missing_or_damaged_piece_is_one_line_and_nothing_is_written(staged, t
         b = bytearray(piece.read_bytes())
         b[len(b) // 2] ^= 0xFF
         piece.write_bytes(bytes(b))
-    r = subprocess.run([sys.executable, "benchmarks/gpu_stage.py", "unstage", str(staged["carry"] / "base" / "stage.json"),
-                        str(staged["stage"]), "--site", str(tmp_path / "site"), "--data", str(tmp_path / "data")],
+    manifest = staged["carry"] / "base" / "stage.json"
+    r = subprocess.run([sys.executable, "benchmarks/gpu_stage.py", "unstage", str(manifest), str(staged["stage"]),
+                        "--site", str(tmp_path / "site"), "--data", str(tmp_path / "data")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
     assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
