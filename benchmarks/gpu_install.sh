@@ -4,7 +4,7 @@
 # unpacks TensorFlow there and the data sets into /tmp/data (each part checked against its SHA-256), and selects the
 # JAX backend. A second call on the same machine finds them installed and only sets the variables.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-if [ ! -d /tmp/site/tensorflow ]; then
+if [ ! -f /tmp/site/.unstaged ]; then  # written last by unstage: a call cut while unpacking unpacks again
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     "$here"/*.whl || return 1  # not `set -e`: bash ignores it inside `source … && …`, so a failure went unnoticed
   python3 benchmarks/gpu_stage.py unstage "$here/stage.json" /tmp/stage --site /tmp/site --data /tmp/data || return 1

@@ -43,6 +43,7 @@ PRESET = 6  # preset 9 gave the same size on TensorFlow's library, slower
 DL = pathlib.Path("/tmp/devcarry-dl")  # where stage.sh downloads TensorFlow's wheel
 FORMAT = 1  # the manifest's layout; a cached part of another format is rebuilt
 MANIFEST = "stage.json"
+DONE = ".unstaged"  # SITE/.unstaged, written last: install.sh unpacks again until it is there (a call cut midway)
 STREAM = "stream"  # the pieces: stream.1, stream.2, … in .devcarry/stage-N and, there, in /tmp/stage
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -191,26 +192,29 @@ def unstage(manifest, pieces, site, data, echo=print):
     if len(stream) != man["size"]:
         raise SystemExit(f"error: the pieces in {pieces} hold {len(stream)} bytes, the manifest says {man['size']}: "
                          "a piece is from another staging or broke in transfer; stage again and send them all")
-    arrays, at = {}, 0
+    raws, at = [], 0  # every part checked before anything is written: a bad piece leaves nothing half-done
     for part in man["parts"]:
         blobs = []
         for n in part["chunks"]:
             blobs.append(stream[at:at + n])
             at += n
         try:
-            raw = _decompress(blobs)
+            raws.append(_decompress(blobs))
         except lzma.LZMAError:
-            raw = None  # a damaged stream: said as for a wrong checksum
-        if raw is None or hashlib.sha256(raw).hexdigest() != part["sha256"]:
+            raws.append(None)  # a damaged stream: said as for a wrong checksum
+        if raws[-1] is None or hashlib.sha256(raws[-1]).hexdigest() != part["sha256"]:
             raise SystemExit(f"error: {part['name']} does not match its SHA-256 after unpacking: a piece broke in "
                              "transfer; send the pieces again")
+    (site / DONE).unlink(missing_ok=True)
+    arrays = {}
+    for part, raw in zip(man["parts"], raws):
         if part["kind"] == "tar":
             tmp = site.with_name(site.name + ".unstage")
             shutil.rmtree(tmp, ignore_errors=True)
             with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
                 tar.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
             site.mkdir(parents=True, exist_ok=True)
-            for p in tmp.iterdir():  # moved in whole: a call cut here leaves no half-unpacked package behind
+            for p in tmp.iterdir():  # moved in whole, each package
                 shutil.rmtree(site / p.name, ignore_errors=True)
                 p.rename(site / p.name)
             tmp.rmdir()
@@ -223,6 +227,8 @@ def unstage(manifest, pieces, site, data, echo=print):
         with open(tmp, "wb") as f:
             np.savez(f, **arr)  # uncompressed: quicker to load than to shrink further
         tmp.rename(data / f"{ds}.npz")
+    site.mkdir(parents=True, exist_ok=True)
+    (site / DONE).write_text(hashlib.sha256(pathlib.Path(manifest).read_bytes()).hexdigest())
     echo(f"unstage: {man['pieces']} pieces, {len(man['parts'])} parts checked: TensorFlow in {site}, "
          f"{', '.join(sorted(arrays)) or 'no data sets'} in {data}")
 
