@@ -387,6 +387,7 @@ def plan(root=".", parts="", echo=print):
     if not (root / ".devcarry" / "base").is_dir():
         raise SystemExit("error: no .devcarry/base: run `python benchmarks/gpu_stage.py stage cifar10` (or `bash "
                          "../shared/device/stage.sh cifar10`) first")
+
     def order(d):  # stage-2 before stage-10
         name, _, n = d.name.rpartition("-")
         return (name, int(n)) if n.isdigit() else (d.name, 0)

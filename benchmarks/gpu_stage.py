@@ -53,15 +53,15 @@ def _filters(delta=0):
     return [{"id": lzma.FILTER_DELTA, "dist": delta}, lz] if delta else [lz]
 
 
-def _compress(raw, delta=0, workers=None):
+def _compress(raw, delta=0):
     """Chunks of `raw` (bytes or memoryview), each its own xz stream: [compressed bytes]."""
     views = [memoryview(raw)[i:i + CHUNK] for i in range(0, len(raw), CHUNK)] or [memoryview(b"")]
-    with cf.ThreadPoolExecutor(workers or os.cpu_count()) as ex:
+    with cf.ThreadPoolExecutor(os.cpu_count()) as ex:
         return list(ex.map(lambda v: lzma.compress(v, format=lzma.FORMAT_XZ, filters=_filters(delta)), views))
 
 
-def _decompress(blobs, workers=None):
-    with cf.ThreadPoolExecutor(workers or os.cpu_count()) as ex:
+def _decompress(blobs):
+    with cf.ThreadPoolExecutor(os.cpu_count()) as ex:
         return b"".join(ex.map(lzma.decompress, blobs))
 
 
@@ -133,7 +133,7 @@ def data_parts(npz, echo=print):
     return out
 
 
-def stage(datasets, root=".", wheel=None, echo=print):
+def stage(datasets, root=".", echo=print):
     """.devcarry as stage.sh leaves it (base: the small wheels), then TensorFlow and the data sets as pieces of one
     stream in .devcarry/stage-N, the manifest and this project's install script in .devcarry/base."""
     root = pathlib.Path(root)
@@ -146,7 +146,7 @@ def stage(datasets, root=".", wheel=None, echo=print):
     r = subprocess.run(["bash", str(shared / "device" / "stage.sh")], cwd=root, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"error: ../shared/device/stage.sh failed: {(r.stderr or r.stdout).strip()[-500:]}")
-    wheels = sorted(DL.glob("tensorflow_cpu-*.whl")) if wheel is None else [pathlib.Path(wheel)]
+    wheels = sorted(DL.glob("tensorflow_cpu-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"error: expected one TensorFlow wheel in {DL}, found {len(wheels)}")
     return build(root / ".devcarry", wheels[0], [shared / "data" / f"{ds}.npz" for ds in datasets], echo)
