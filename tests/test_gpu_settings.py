@@ -6,8 +6,9 @@ and tf.data augmentation, so nothing else runs these paths with the experiment f
 every file of benchmarks/gpu_session.sh's plan trains 2 epochs on JAX with the settings `hardware.effective` gives
 a GPU, on a small CIFAR-shaped set, and ResNet-20 learns as well under them as under the CPU's settings.
 
-Slow (about 45 minutes on 2 cores: XLA compiles each network, and bfloat16 is emulated on a CPU): run it before a
-GPU session with `python -m pytest -m slow tests/test_gpu_settings.py`."""
+Slow (33 minutes on 2 cores in 2 processes: XLA compiles each network, and bfloat16 is emulated on a CPU): run
+it before a GPU session with `python -m pytest -m slow tests/test_gpu_settings.py -n 2 --dist load` (one test per
+process at a time; the project's default, a file per process, would run them one after another)."""
 
 import importlib.util
 import json
