@@ -583,6 +583,9 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
                 test = test_with_tta(infer, cfg, parts, ds)  # also measures the image alone ("single_view")
             else:
                 test = {k: float(v) for k, v in infer.evaluate(test_ds, verbose=0, return_dict=True).items()}
+            penalty = weight_penalty(infer)
+            if penalty and "loss" in test:  # Keras' loss includes it: say how much, or 99 % beside loss 4.8 reads oddly
+                test["weight_penalty"] = penalty
             if cfg["log"]["checkpoints"] and chief:
                 cb.save_model(infer, run_dir / "last.keras")
     hist = backup.history  # every epoch, the ones before a resume included
@@ -734,6 +737,14 @@ def versions():
     return v
 
 
+def weight_penalty(model):
+    """The regularisation term Keras adds to every reported loss (L2 weight decay), at the current weights; 0.0 when
+    no layer has a regulariser."""
+    import keras
+
+    return float(sum(float(keras.ops.convert_to_numpy(v)) for v in model.losses))
+
+
 def summary_line(r):
     if r["status"] == "diverged":
         w = r["diverged_at"]
@@ -746,6 +757,7 @@ def summary_line(r):
         ref = f" (paper: {r['reference_accuracy']:.2%} on {r.get('reference_data') or 'its data'})"
     name = r["model"] if r["experiment"] == r["model"] else f"{r['experiment']} ({r['model']})"
     tta = f" ({r['test']['tta']} TTA)" if r["test"].get("tta") else ""
+    penalty = f" ({r['test']['weight_penalty']:.4f} of it the L2 penalty)" if r["test"].get("weight_penalty") else ""
     return (f"{name} · {r['data']} · test accuracy {acc:.4f}{tta}{ref} · "
-            f"loss {r['test'].get('loss', float('nan')):.4f} · {r['params']:,} params · "
+            f"loss {r['test'].get('loss', float('nan')):.4f}{penalty} · {r['params']:,} params · "
             f"{r['wall_time_s']:.1f} s · {r['run_dir']}")
