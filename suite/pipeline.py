@@ -177,6 +177,8 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
             label = tuple([label] * n_outputs)
         return img, label
 
+    # int32 class ids (checked against num_classes in data.py): JAX without x64 truncates int64 ones, warning
+    y = np.asarray(y).astype(np.int32)
     base = tf.data.Dataset.from_tensor_slices((x, y)).map(convert, num_parallel_calls=AUTOTUNE)
     if data_cfg["cache"]:
         base = base.cache()  # shared by every epoch's stream below

@@ -65,6 +65,7 @@ def test_grey_and_rgb_convert(src, dst):
                        data_cfg=DATA_CFG, seed=0, mean=mean, std=std)
     xb, yb = next(iter(ds))
     assert tuple(xb.shape) == (3, 16, 16, dst)
+    assert yb.dtype == "int32"  # int64 ids would be truncated by JAX (no x64) with a warning at every compile
 
 
 def test_normalisation_uses_training_statistics():
