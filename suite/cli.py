@@ -390,16 +390,20 @@ def parser():
 # TensorFlow, when they must (quiet.import_tensorflow, first): a mistake is one line at once. The others load it
 # first, so its start-up lines stay hidden.
 CHECK_FIRST = (cmd_list, cmd_show, cmd_study, cmd_run, cmd_bench, cmd_tune, cmd_eval, cmd_predict, cmd_viz)
+TRAINS = (cmd_run, cmd_study, cmd_tune)  # what a closed standard output stops midway: they say so on stderr
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    a = None
     try:
         a = parser().parse_args(argv)
         if a.fn not in CHECK_FIRST:
             _tensorflow()
-        return a.fn(a)
+        code = a.fn(a)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
     except UserError as e:
         if debug:
             traceback.print_exc()
@@ -408,6 +412,17 @@ def main(argv=None):
     except errors.Stopped as e:
         print(str(e), file=sys.stderr)
         return e.code
+    except BrokenPipeError:
+        # `suite list | head`: the reader has what it wanted. Stop as Unix tools do, without a traceback; stdout is
+        # pointed at /dev/null so Python's flush at exit cannot raise again (the recipe of the `signal` module's docs,
+        # "Note on SIGPIPE"). A run stopped this way keeps its last commit, as after any stop.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if a is not None and a.fn in TRAINS:
+            print("stopped: standard output was closed; the run directory keeps its last commit: run the same "
+                  "command to resume", file=sys.stderr)
+        return errors.EXIT_SIGPIPE
     except OSError as e:
         import errno
 

@@ -4,6 +4,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # a bug or an unexpected failure: shown with a traceback
 EXIT_USAGE = 2  # bad input: one line on stderr, nothing written
 EXIT_DIVERGED = 3  # the loss became NaN/inf; results.json says "diverged"
+EXIT_SIGPIPE = 141  # the reader of standard output went away (`suite list | head`), as a shell reports it
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # stopped by Ctrl-C / SIGTERM after saving its state (128 + signal number)
 
 

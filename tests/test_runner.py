@@ -111,6 +111,29 @@ def test_a_mistake_on_the_command_line_is_said_before_tensorflow_loads(tmp_path,
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+@pytest.mark.parametrize("args, said", [
+    (["list"], ""),
+    (["run", "lenet5", "--epochs", "1", "--set", "train.verbose=2"], "stopped: standard output was closed"),
+])
+def test_a_closed_standard_output_stops_without_a_traceback(tmp_path, args, said):
+    """`suite list | head`: the reader is gone before the command writes. A pipe whose read end is closed makes
+    the first write fail at once, every time (a real `head` would race the writer)."""
+    args = [*args, "--logdir", str(tmp_path)] if args[0] == "run" else args
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        p = subprocess.run([sys.executable, "-m", "suite", *args], cwd=ROOT, stdout=write, stderr=subprocess.PIPE,
+                           text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(write)
+    assert p.returncode == 141, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr[-2000:]
+    if said:
+        assert [ln for ln in p.stderr.splitlines() if ln.startswith("stopped")] == [
+            "stopped: standard output was closed; the run directory keeps its last commit: run the same command "
+            "to resume"], p.stderr[-2000:]
+
+
 def test_smoke_run_on_jax_backend(tmp_path):
     p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
                 env={"KERAS_BACKEND": "jax"})
