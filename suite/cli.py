@@ -144,7 +144,7 @@ def cmd_board(a):
 def cmd_report(a):
     from . import report
 
-    report.report(a.paths or ["logs"], csv_path=a.csv, plots=not a.no_plots, combined=a.plot)
+    report.report([*a.paths, *a.logdir] or ["logs"], csv_path=a.csv, plots=not a.no_plots, combined=a.plot)
     return 0
 
 
@@ -313,6 +313,8 @@ def parser():
 
     rp = sub.add_parser("report", help="table of runs (test vs paper accuracy, status) and training-curve plots")
     rp.add_argument("paths", nargs="*", help="run directories or folders holding them (default logs)")
+    rp.add_argument("--logdir", action="append", default=[], help="a folder of run directories, as `run --logdir` "
+                    "wrote them (the same as giving it as a path)")
     rp.add_argument("--csv", metavar="PATH", help="also write the table as CSV to PATH ('-': CSV on stdout instead)")
     rp.add_argument("--plot", metavar="PATH", help="where the combined plot goes (default report.png in the "
                     "folder holding all the runs)")

@@ -115,6 +115,15 @@ def test_cli_report_prints_table_writes_csv(logs, tmp_path):
     assert not list(logs.rglob("*.png"))
 
 
+def test_report_takes_logdir_as_run_and_board_do(logs, capsys):
+    from suite import cli
+
+    assert cli.main(["report", "--logdir", str(logs), "--no-plots"]) == 0
+    by_logdir = capsys.readouterr().out
+    assert cli.main(["report", str(logs), "--no-plots"]) == 0
+    assert by_logdir == capsys.readouterr().out and "99.05 % (mnist)" in by_logdir
+
+
 def test_missing_or_empty_paths_are_user_errors(tmp_path):
     from suite.errors import UserError
 
