@@ -122,6 +122,9 @@ def cmd_tune(a):
     extra = {k: v for k, v in extra.items() if v is not None}
     if a.workers is not None and a.workers < 1:
         raise UserError(f"--workers {a.workers} must be at least 1")
+    if any(s.split("=", 1)[0].strip() == "train.epochs" for s in a.set):  # else the search would ignore it
+        raise UserError("tune trains each trial for tune.epochs (default 6; hyperband: the most a trial gets), not "
+                        "train.epochs: use --epochs N or --set tune.epochs=N")
     relaunch = [a.target] + [x for s in a.set for x in ("--set", s)]  # what a worker process is started with
     for flag in ("tuner", "max_trials", "epochs", "objective", "data", "seed", "logdir"):
         if getattr(a, flag) is not None:

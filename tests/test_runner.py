@@ -97,6 +97,7 @@ LOADED = ("import sys; from suite.cli import main; rc = main(sys.argv[1:]); "
     (["run", "lenet5", "--num-processes", "2"], "needs --coordinator HOST:PORT"),
     (["bench", "lenet5", "--set", "train.lr=-1"], "train.lr = -1.0 is out of range"),
     (["tune", "lenet5", "--set", "tune.lr=[0.1,0.01]"], "low must be below high"),
+    (["tune", "lenet5", "--set", "train.epochs=1"], "use --epochs N or --set tune.epochs=N"),
     (["eval", "logs/lenet5/nosuch"], "run directory logs/lenet5/nosuch does not exist"),
     (["predict", "logs/lenet5/nosuch", "digit.png"], "image digit.png does not exist"),
     (["viz", "."], ". is not a run directory (no config.json)"),
