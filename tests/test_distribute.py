@@ -55,13 +55,15 @@ def same_curve(a, b):
 
 @pytest.fixture(scope="module")
 def jax_reference(tmp_path_factory):
-    """One device, the same global batch: the curve every JAX mode must reproduce."""
+    """One device, the same global batch: the curve every JAX mode must reproduce. It is also the suite's run on the
+    JAX backend through the host pipeline (test_augment trains on JAX with device augmentation)."""
     pytest.importorskip("jax")
     logs = tmp_path_factory.mktemp("ref")
     rc, out = suite_run([*ARGS, "--epochs", "3", "--distribute", "none"], logs, backend="jax")
     assert rc == 0, out[-2000:]
     r = results(logs)
     assert r["distribution"]["strategy"] == "none" and r["distribution"]["device_count"] == 1
+    assert r["backend"] == "jax" and r["status"] == "complete"
     return r
 
 

@@ -1,6 +1,5 @@
 """End-to-end: `python -m suite run` on the embedded digits data, through the real CLI."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -111,7 +110,6 @@ def test_a_mistake_on_the_command_line_is_said_before_tensorflow_loads(tmp_path,
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 @pytest.mark.parametrize("args, said", [
     (["list"], ""),
     (["run", "lenet5", "--epochs", "1", "--set", "train.verbose=2"], "stopped: standard output was closed"),
@@ -133,14 +131,6 @@ def test_a_closed_standard_output_stops_without_a_traceback(tmp_path, args, said
         assert [ln for ln in p.stderr.splitlines() if ln.startswith("stopped")] == [
             "stopped: standard output was closed; the run directory keeps its last commit: run the same command "
             "to resume"], p.stderr[-2000:]
-
-
-def test_smoke_run_on_jax_backend(tmp_path):
-    p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
-                env={"KERAS_BACKEND": "jax"})
-    assert p.returncode == 0, p.stderr[-2000:]
-    res = json.loads(next((tmp_path / "lenet5_modern").glob("*/results.json")).read_text())
-    assert res["backend"] == "jax" and res["status"] == "complete"
 
 
 def test_progress_bar_never_passes_the_epochs_end(capsys):
