@@ -4,8 +4,8 @@ A run is a directory holding config.json (written when it starts) and, once fini
 run directories or any folder above them (default: logs/). The table has a row per run: experiment, network,
 data, parameters, epochs, best validation accuracy, test accuracy, the paper's reference accuracy (from the
 experiment file's `reference_accuracy` / `reference_data`), wall time and status:
-complete | diverged | failed (from results.json) | interrupted (no results.json, nothing written for
-`STALE_S` seconds) | running (no results.json yet, written recently).
+complete | diverged | failed (from results.json) | running (no results.json yet, and a live process holds the run's
+lock, as `list --runs` decides) | interrupted (no results.json, and no process holds it: the same command resumes it).
 
 Curves come from the run's TensorBoard events (train/ and validation/, so a resumed run's curves are whole), or
 from results.json's history when the events are gone. Plots: `curves.png` in every run directory, plus one
@@ -13,6 +13,7 @@ combined plot of the runs compared.
 """
 
 import csv
+import importlib.util
 import io
 import math
 import os
@@ -23,7 +24,7 @@ import time
 from .errors import UserError
 from .runner import read_json
 
-STALE_S = 600
+STALE_S = 600  # without file locks (Windows): a run written this recently counts as running
 PLOT_NAME = "curves.png"
 COMBINED_NAME = "report.png"
 COLUMNS = ("experiment", "network", "data", "params", "epochs", "best val acc", "test acc", "paper",
@@ -99,6 +100,17 @@ def _finite_max(values):
     return max(v) if v else None
 
 
+def _held(d, now=None):
+    """Whether a live process trains into run directory d. Its lock (suite.runner.lock) says so exactly: the OS
+    releases it when the process ends, kill -9 included, so a run stopped a minute ago is not "running"."""
+    if importlib.util.find_spec("fcntl") is None:  # no locks to ask (Windows): a recent write is the best sign
+        now = time.time() if now is None else now
+        return now - max((f.stat().st_mtime for f in d.rglob("*") if f.is_file()), default=0) < STALE_S
+    from .runner import is_locked
+
+    return is_locked(d)
+
+
 def load_run(run_dir, now=None):
     """Everything the table and the plots need about one run."""
     from .runner import status_of
@@ -111,9 +123,7 @@ def load_run(run_dir, now=None):
     acc_key = accuracy_key(hist)
     status = status_of(d)
     if status == "incomplete":
-        now = time.time() if now is None else now
-        newest = max((f.stat().st_mtime for f in d.rglob("*") if f.is_file()), default=0)
-        status = "running" if now - newest < STALE_S else "interrupted"
+        status = "running" if _held(d, now) else "interrupted"
     res = res or {}
     planned = res.get("epochs") or train.get("epochs")
     done = len(hist["loss"]) if hist.get("loss") else (res or {}).get("epochs_run_now", 0)

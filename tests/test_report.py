@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import run_cli
-from suite import report
+from suite import report, runner
 
 
 def _history(n, acc0=0.5):
@@ -55,8 +55,10 @@ def logs(tmp_path):
     make_run(root, "alexnet", "20260103-000000-bbbb2222", status="diverged", epochs=10, done=2)
     make_run(root, "resnet20", "20260104-000000-cccc3333", status="interrupted", epochs=164, ref=0.9125,
              ref_data="cifar10", data="cifar10")
-    make_run(root, "vgg16", "20260105-000000-dddd4444", status="running", epochs=74, age_s=5)
-    return root
+    running = make_run(root, "vgg16", "20260105-000000-dddd4444", status="running", epochs=74, age_s=5)
+    fd = runner.lock(running)  # as the process training it holds it
+    yield root
+    runner.unlock(fd)
 
 
 def test_table_columns_statuses_and_reference(logs):
@@ -73,6 +75,10 @@ def test_table_columns_statuses_and_reference(logs):
     alex = next(line for line in md if "alexnet" in line)
     assert "diverged" in alex and "2/10" in alex
     assert len({len(line) for line in md}) == 1  # padded: columns line up on a terminal
+    # no process holds it (killed, stopped by a closed pipe): interrupted even if written seconds ago, as
+    # `list --runs` says; a guess from the files' age called such a run "running" for 10 minutes
+    dead = make_run(logs.parent / "other", "vgg16", "20260105-000000-dddd4444", status="running", epochs=74, age_s=5)
+    assert report.load_run(dead)["status"] == "interrupted"
 
 
 def test_csv_has_raw_numbers(logs, tmp_path):
