@@ -425,6 +425,28 @@ def totals(rows, model=None):
     return t
 
 
+KINDS = ("convolution", "fully connected", "recurrent", "normalisation", "other")
+
+
+def kind_of(type_name):
+    """A layer type's kind, for where the parameters are (the notes: AlexNet's and VGG's FC layers hold most)."""
+    if "Conv" in type_name:
+        return "convolution"
+    if type_name == "Dense":
+        return "fully connected"
+    if type_name in ("SimpleRNN", "LSTM", "GRU", "RNN", "Bidirectional"):
+        return "recurrent"
+    return "normalisation" if "Normalization" in type_name else "other"
+
+
+def params_by_kind(rows):
+    """{kind: params} in KINDS order, kinds holding parameters only; the values sum to totals(rows)["params"]."""
+    out = dict.fromkeys(KINDS, 0)
+    for r in rows:
+        out[kind_of(r["type"])] += r["params"]
+    return {k: v for k, v in out.items() if v}
+
+
 # ------------------------------------------------------------------------------------------ rendering
 
 def fmt_shape(shape):
@@ -484,6 +506,11 @@ def render(rows, title="", note=""):
     lines.append(f"Total params: {fmt_count(t['params'])}  (trainable {t['trainable']:,}, "
                  f"non-trainable {t['non_trainable']:,})")
     lines.append(f"Total MACs:   {fmt_count(t['macs'])} per example  (= {_short(2 * t['macs'])} FLOPs)")
+    main = [r for r in rows if not r["aux"]]  # the network that classifies (GoogLeNet: without its aux heads)
+    total = sum(r["params"] for r in main)
+    if total:
+        lines.append(f"Params by kind{' (main output)' if t['has_aux'] else ''}: " + " · ".join(
+            f"{k} {_short(n)} ({100 * n / total:.1f} %)" for k, n in params_by_kind(main).items()))
     if t["has_aux"]:
         lines.append(f"* feeds only auxiliary outputs (used in training). Main output only (inference model): "
                      f"params {fmt_count(t['main_params'])}, MACs {fmt_count(t['main_macs'])}")

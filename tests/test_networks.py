@@ -52,6 +52,11 @@ def real_outputs(model, rows):
     return real
 
 
+def _all_layers(model):
+    for layer in model.layers:
+        yield from _all_layers(layer) if isinstance(layer, keras.Model) else [layer]
+
+
 def check_layer_names(model):
     names = [layer.name for layer in model.layers]
     assert len(names) == len(set(names))
@@ -81,8 +86,13 @@ def check_show_table(model, name):
     assert sum(1 for r in rows if r["rule"]) == sum(
         1 for layer in model.layers
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)))
+    # where the parameters are: the kinds partition them; fully connected = the Dense layers' own count
+    kinds = show.params_by_kind(rows)
+    assert sum(kinds.values()) == t["params"]
+    dense = sum(layer.count_params() for layer in _all_layers(model) if isinstance(layer, keras.layers.Dense))
+    assert kinds.get("fully connected", 0) == dense
     text = show.render(rows, name)
-    assert "MACs" in text and f"{model.count_params():,}" in text
+    assert "MACs" in text and f"{model.count_params():,}" in text and "Params by kind" in text
 
 
 def check_forward_and_one_step(model):
