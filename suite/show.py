@@ -506,11 +506,10 @@ def render(rows, title="", note=""):
     lines.append(f"Total params: {fmt_count(t['params'])}  (trainable {t['trainable']:,}, "
                  f"non-trainable {t['non_trainable']:,})")
     lines.append(f"Total MACs:   {fmt_count(t['macs'])} per example  (= {_short(2 * t['macs'])} FLOPs)")
-    main = [r for r in rows if not r["aux"]]  # the network that classifies (GoogLeNet: without its aux heads)
-    total = sum(r["params"] for r in main)
-    if total:
+    if t["main_params"]:  # for the network that classifies (GoogLeNet: without its aux heads)
+        main = [r for r in rows if not r["aux"]]
         lines.append(f"Params by kind{' (main output)' if t['has_aux'] else ''}: " + " · ".join(
-            f"{k} {_short(n)} ({100 * n / total:.1f} %)" for k, n in params_by_kind(main).items()))
+            f"{k} {_short(n)} ({100 * n / t['main_params']:.1f} %)" for k, n in params_by_kind(main).items()))
     if t["has_aux"]:
         lines.append(f"* feeds only auxiliary outputs (used in training). Main output only (inference model): "
                      f"params {fmt_count(t['main_params'])}, MACs {fmt_count(t['main_macs'])}")
