@@ -62,6 +62,11 @@ def check_layer_names(model):
     assert len(names) == len(set(names))
     generic = [n for n in names if n.split("_")[0] in ("conv2d", "dense", "activation", "max", "batch")]
     assert not generic, f"unnamed layers (give them a prefix): {generic[:5]}"
+    # PyTorch's BN momentum (0.1 there, 0.9 here), not Keras' 0.99, whose moving statistics trail the weights on
+    # short runs (suite/nets/blocks.py); every BatchNorm is made by blocks.bn.
+    slow_bn = [layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+               and layer.momentum != 0.9]
+    assert not slow_bn, f"BatchNorm not made by blocks.bn (momentum 0.99): {slow_bn[:5]}"
 
 
 def check_show_table(model, name):

@@ -8,6 +8,18 @@ def regularizer(weight_decay):
     return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
 
+# BatchNorm's moving averages keep 0.9 of the old value per step: PyTorch's default (momentum=0.1), which the papers'
+# own code used (fb.resnet.torch for ResNet, DenseNet and ResNeXt; torchvision for vgg*_bn). Keras' default, 0.99,
+# averages over ~100 steps, so on a short run the statistics used at inference trail the weights: vgg13_bn on the
+# digits (32×32, 10 epochs, 230 steps) trained to 98 % but tested at 15.6 %; with 0.9 it tested at 98.9 %.
+BN_MOMENTUM = 0.9
+
+
+def bn(x, *, epsilon=1e-3, name):
+    """BatchNormalization with the suite's momentum (above); ε stays Keras' 1e-3 unless a network says otherwise."""
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=epsilon, name=name)(x)
+
+
 def conv(x, filters, kernel_size, *, strides=1, padding="same", dilation_rate=1, groups=1,
          activation="relu", batch_norm=False, weight_decay=0.0, initializer="he_normal",
          use_bias=None, name):
@@ -18,7 +30,7 @@ def conv(x, filters, kernel_size, *, strides=1, padding="same", dilation_rate=1,
                       groups=groups, use_bias=use_bias, kernel_initializer=initializer,
                       kernel_regularizer=regularizer(weight_decay), name=f"{name}_conv")(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = bn(x, name=f"{name}_bn")
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x
@@ -30,7 +42,7 @@ def dense(x, units, *, activation="relu", dropout=0.0, batch_norm=False, weight_
     x = layers.Dense(units, use_bias=not batch_norm, kernel_initializer=initializer,
                      kernel_regularizer=regularizer(weight_decay), name=f"{name}_dense")(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = bn(x, name=f"{name}_bn")
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     if dropout:

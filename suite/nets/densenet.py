@@ -30,7 +30,7 @@ from . import blocks as nb  # `blocks` is the knob (layers per dense block), as 
 
 def _bn_act(x, activation, batch_norm, name):
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = nb.bn(x, name=f"{name}_bn")
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 

@@ -76,7 +76,7 @@ def grouped_conv(x, filters, kernel_size, *, strides=1, groups=1, group_conv="au
                          use_bias=not batch_norm, kernel_initializer=initializer,
                          kernel_regularizer=blocks.regularizer(weight_decay), name=f"{name}_conv")(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = blocks.bn(x, name=f"{name}_bn")
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x

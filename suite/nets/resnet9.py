@@ -28,7 +28,7 @@ def _initializer(name):
 def conv_bn(x, filters, *, weight_decay, initializer, name):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=initializer,
                       kernel_regularizer=blocks.regularizer(weight_decay), name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = blocks.bn(x, epsilon=1e-5, name=f"{name}_bn")
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
