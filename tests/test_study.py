@@ -123,6 +123,8 @@ def test_every_shipped_study_loads_and_resolves():
         assert len(runs) == len(s.arms) * len(s.seeds) and len(s.seeds) >= 3, name
         cfgs = {a: spec.arm_config(s, a, 0) for a in s.arms}
         assert len({json.dumps(c, sort_keys=True) for c in cfgs.values()}) == len(cfgs), f"{name}: identical arms"
+        for a in s.arms:  # --full (the GPU's recipe) resolves too, so a bad [study.full] fails here, not there
+            assert spec.arm_config(s, a, 0, full=True)["data"]["name"] != "digits" or not s.full, (name, a)
     rc, out, _ = main("study", "--list")
     assert rc == 0 and len(out.strip().splitlines()) == len(found)
 

@@ -23,6 +23,14 @@ chenyaofo/pytorch-cifar-models (`pytorch_cifar_models/vgg.py`, VGG "modified fro
 cifar10_vgg16_bn reaches 94.16 % CIFAR-10 test accuracy (200 epochs, SGD 0.1 Nesterov, wd 5e-4, cosine;
 15.25 M parameters in PyTorch's count). `head="imagenet"` keeps the 4096-unit FCs; `fc_units` overrides
 the hidden width of either head. `width` scales the conv widths.
+
+`stacks="single"` replaces each stack of n 3×3 convs by one (2n+1)×(2n+1) conv of the stack's width: the same
+receptive field in one layer. On VGG-13 (configuration B, stacks of two) that is the paper's §4.1 "shallow net
+with five 5×5 conv layers", whose top-1 error was 7 % higher than B's ("a deep net with small filters
+outperforms a shallow net with larger filters"). §2.3 gives the reasons: more non-linearities, and fewer weights
+between C-channel layers (three 3×3: 27C² against 49C² for one 7×7; a pair: 18C² against 25C² for a 5×5).
+Where a stack doubles the channels the single conv is the smaller; over all of VGG-13 it has more weights.
+`suite study small_filters` asks the question again.
 """
 
 from ..lazy import keras, layers
@@ -38,9 +46,21 @@ CONFIGS = {  # Table 1 of the paper; "M" = 2×2 max pool
 }
 
 
+def _stages(config):
+    """Table 1's column as a list of stages, each the widths of its convs (the "M" pools end the stages)."""
+    stages, cur = [], []
+    for v in config:
+        if v == "M":
+            stages.append(cur)
+            cur = []
+        else:
+            cur.append(v)
+    return stages
+
+
 def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same", activation="relu",
         batch_norm=False, dropout=0.5, weight_decay=0.0, initializer="glorot_uniform", head="auto",
-        fc_units=0, width=1.0, name="vgg"):
+        fc_units=0, width=1.0, stacks="3x3", name="vgg"):
     """VGG-11/13/16/19: 3×3 conv stacks, five max pools, two hidden FC layers."""
     if depth not in CONFIGS:
         raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, not {depth}")
@@ -48,19 +68,21 @@ def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same"
     f = blocks.scaler(width)
     kw = dict(padding=padding, activation=activation, batch_norm=batch_norm, weight_decay=weight_decay,
               initializer=initializer)
+    if stacks not in ("3x3", "single"):
+        raise ValueError(f"stacks must be '3x3' (the paper's stacks) or 'single' (one (2n+1)×(2n+1) conv per stack "
+                         f"of n), not {stacks!r}")
     x = inp = blocks.inputs(input_shape)
-    stage, idx = 1, 1
-    for v in CONFIGS[depth]:
-        if v == "M":
-            x = blocks.pool(x, "max", 2, 2, padding="same", name=f"block{stage}_pool")
-            stage, idx = stage + 1, 1
-            continue
-        h, w = x.shape[1:3]
-        if padding == "valid" and min(h, w) < 3:
-            raise ValueError(f"vgg{depth}: block{stage}_conv{idx} (3×3 VALID) needs a map of at least 3×3, got "
-                             f"{h}×{w} from input {tuple(input_shape)}; use padding='same' or a larger input")
-        x = blocks.conv(x, f(v), 3, name=f"block{stage}_conv{idx}", **kw)
-        idx += 1
+    for stage, widths in enumerate(_stages(CONFIGS[depth]), 1):
+        # "single": one conv with the stack's receptive field (n stacked 3×3 convs see 2n+1 pixels) and its width
+        convs = [(v, 3) for v in widths] if stacks == "3x3" else [(widths[-1], 2 * len(widths) + 1)]
+        for idx, (v, k) in enumerate(convs, 1):
+            h, w = x.shape[1:3]
+            if padding == "valid" and min(h, w) < k:
+                raise ValueError(f"vgg{depth}: block{stage}_conv{idx} ({k}×{k} VALID) needs a map of at least "
+                                 f"{k}×{k}, got {h}×{w} from input {tuple(input_shape)}; use padding='same' or a "
+                                 "larger input")
+            x = blocks.conv(x, f(v), k, name=f"block{stage}_conv{idx}", **kw)
+        x = blocks.pool(x, "max", 2, 2, padding="same", name=f"block{stage}_pool")
     x = layers.Flatten(name="flatten")(x)
     units = fc_units or (4096 if head == "imagenet" else 512)
     for i in (1, 2):
