@@ -105,8 +105,10 @@ def _keras(name, data_dir):
     try:
         (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
     except Exception as e:  # no network, or a broken cache
-        raise UserError(f"cannot load {name} ({type(e).__name__}); put {name}.npz in a folder and set "
-                        "SUITE_DATA_DIR to it, or connect to the internet for keras.datasets") from None
+        why = " ".join(str(e).split())[:160]  # Keras' "URL fetch failure on …: [Errno -3] …" says what failed
+        raise UserError(f"cannot load {name} ({type(e).__name__}: {why}); put {name}.npz in a folder and set "
+                        "SUITE_DATA_DIR to it, connect to the internet for keras.datasets, or train on the embedded "
+                        "digits with --data digits") from None
     return _arrays(name, xtr, ytr, xte, yte)
 
 

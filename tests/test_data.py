@@ -44,6 +44,23 @@ def test_keras_sets_read_from_data_dir(tmp_path, monkeypatch):
     assert data.load("mnist").shape == (12, 12, 1)
 
 
+def test_a_keras_set_that_cannot_be_fetched_is_one_line_naming_the_ways_out(tmp_path, monkeypatch):
+    # `suite run allcnn_c` offline: the experiment is CIFAR-10's, and Keras cannot download it here.
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://example.invalid/cifar-10-python.tar.gz: None -- "
+                        "[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    monkeypatch.setenv("SUITE_DATA_DIR", str(tmp_path))  # a folder without cifar10.npz
+    with pytest.raises(UserError) as e:
+        data.load("cifar10")
+    msg = str(e.value)
+    assert "\n" not in msg and "Temporary failure in name resolution" in msg, msg
+    assert "SUITE_DATA_DIR" in msg and "--data digits" in msg, msg
+
+
 def test_image_folder(tmp_path):
     from PIL import Image
 
