@@ -122,22 +122,23 @@ def test_vgg_heads():
 def test_vgg13_single_stacks_is_the_papers_shallow_net():
     # §4.1: B (VGG-13) with each pair of 3×3 convs replaced by one 5×5 conv of the pair's width. Its conv weights,
     # counted by hand from Table 1's widths (biases included): Σ (25·c_in + 1)·c_out over the five stages.
+    def convs(model):
+        return [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+
     deep = registry.build("vgg13", (32, 32, 3), 10)
     shallow = registry.build("vgg13", (32, 32, 3), 10, stacks="single")
-    convs = [l for l in shallow.layers if type(l).__name__ == "Conv2D"]
-    assert [l.kernel_size for l in convs] == [(5, 5)] * 5
-    assert [l.filters for l in convs] == [64, 128, 256, 512, 512]
+    assert [c.kernel_size for c in convs(shallow)] == [(5, 5)] * 5
+    assert [c.filters for c in convs(shallow)] == [64, 128, 256, 512, 512]
     widths = [3, 64, 128, 256, 512, 512]
     by_hand = sum((25 * a + 1) * b for a, b in zip(widths, widths[1:]))
-    head = deep.count_params() - sum(l.count_params() for l in deep.layers if type(l).__name__ == "Conv2D")
+    head = deep.count_params() - sum(c.count_params() for c in convs(deep))
     assert shallow.count_params() == by_hand + head
     for name in ("block1_conv1_relu", "block5_pool"):  # the same map sizes at every stage
         assert spatial(shallow, name) == spatial(deep, name)
     # VGG-16's stacks of three become 7×7 convs; a single 3×3 (VGG-11's first stages) stays 3×3
-    assert [l.kernel_size[0] for l in registry.build("vgg16", (32, 32, 3), 10, width=0.125, stacks="single").layers
-            if type(l).__name__ == "Conv2D"] == [5, 5, 7, 7, 7]
-    assert [l.kernel_size[0] for l in registry.build("vgg11", (32, 32, 3), 10, width=0.125, stacks="single").layers
-            if type(l).__name__ == "Conv2D"] == [3, 3, 5, 5, 5]
+    for depth, kernels in ((16, [5, 5, 7, 7, 7]), (11, [3, 3, 5, 5, 5])):
+        m = registry.build(f"vgg{depth}", (32, 32, 3), 10, width=0.125, stacks="single")
+        assert [c.kernel_size[0] for c in convs(m)] == kernels, depth
     with pytest.raises(ValueError, match="stacks must be"):
         registry.build("vgg13", (32, 32, 3), 10, stacks="5x5")
 

@@ -64,9 +64,9 @@ def check_layer_names(model):
     assert not generic, f"unnamed layers (give them a prefix): {generic[:5]}"
     # PyTorch's BN momentum (0.1 there, 0.9 here), not Keras' 0.99, whose moving statistics trail the weights on
     # short runs (suite/nets/blocks.py); every BatchNorm is made by blocks.bn.
-    slow_bn = [layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
-               and layer.momentum != 0.9]
-    assert not slow_bn, f"BatchNorm not made by blocks.bn (momentum 0.99): {slow_bn[:5]}"
+    slow_bn = [(layer.name, layer.momentum) for layer in model.layers
+               if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum != 0.9]
+    assert not slow_bn, f"BatchNorm not made by blocks.bn (name, momentum): {slow_bn[:5]}"
 
 
 def check_show_table(model, name):
