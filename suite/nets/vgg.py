@@ -38,24 +38,12 @@ from ..lazy import keras, layers
 from ..registry import register
 from . import blocks
 
-CONFIGS = {  # Table 1 of the paper; "M" = 2×2 max pool
-    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+CONFIGS = {  # Table 1 of the paper: the conv widths of each stage; a 2×2 max pool ends every stage
+    11: [[64], [128], [256, 256], [512, 512], [512, 512]],
+    13: [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    16: [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    19: [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]],
 }
-
-
-def _stages(config):
-    """Table 1's column as a list of stages, each the widths of its convs (the "M" pools end the stages)."""
-    stages, cur = [], []
-    for v in config:
-        if v == "M":
-            stages.append(cur)
-            cur = []
-        else:
-            cur.append(v)
-    return stages
 
 
 def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same", activation="relu",
@@ -72,7 +60,7 @@ def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same"
         raise ValueError(f"stacks must be '3x3' (the paper's stacks) or 'single' (one (2n+1)×(2n+1) conv per stack "
                          f"of n), not {stacks!r}")
     x = inp = blocks.inputs(input_shape)
-    for stage, widths in enumerate(_stages(CONFIGS[depth]), 1):
+    for stage, widths in enumerate(CONFIGS[depth], 1):
         # "single": one conv with the stack's receptive field (n stacked 3×3 convs see 2n+1 pixels) and its width
         convs = [(v, 3) for v in widths] if stacks == "3x3" else [(widths[-1], 2 * len(widths) + 1)]
         for idx, (v, k) in enumerate(convs, 1):
