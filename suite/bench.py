@@ -10,7 +10,8 @@ fill) is a warm-up and the figure is the median over the next `--epochs`. Rows:
 - plain Keras: the same network compiled the same way, `model.fit` on NumPy arrays, no callbacks;
 - for ResNet-50 at 224² on a CUDA machine with PyTorch: torchvision's ResNet-50, channels-last, bf16 autocast,
   torch.compile (suite/bench_torch.py).
-Validation is off in every row (`data.val_split = 0`) so all of them count the same work: training images.
+Validation and its recomputed BatchNorm statistics are off in every row (`data.val_split = 0`,
+`eval.precise_bn = 0`) so all of them count the same work: training images.
 """
 
 import copy
@@ -63,9 +64,11 @@ def pipeline_rate(ds, passes):
 
 
 def bench_config(cfg, steps, epochs, logdir):
-    """The config every row trains: no validation split, `steps` batches per epoch, 1 + `epochs` epochs."""
+    """The config every row trains: no validation split and no recomputed BatchNorm statistics (evaluation work,
+    not training), `steps` batches per epoch, 1 + `epochs` epochs."""
     c = copy.deepcopy(cfg)
     c["data"]["val_split"] = 0.0
+    c["eval"]["precise_bn"] = 0
     c["train"]["epochs"] = 1 + epochs
     c["log"]["dir"] = str(logdir)
     c["train"]["distribute"] = "none"  # the rows compare one device's rates (several: `suite run --distribute`)

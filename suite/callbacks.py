@@ -92,7 +92,7 @@ class GradientNorms(keras.callbacks.Callback):
     def __init__(self, batch_ds, log_dir, probe=None):
         super().__init__()
         self.batch_ds, self.log_dir = batch_ds, str(log_dir)
-        self.probe = probe  # data parallel: the process's own copy of the network (LocalEval keeps it current)
+        self.probe = probe  # data parallel: the process's own copy of the network (Validate keeps it current)
         self.batch, self.kernels, self.writer = None, [], None
 
     @property
@@ -227,7 +227,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     def __init__(self, path, monitor, source=None, local=None):
         super().__init__()
         self.path, self.monitor, self.best = pathlib.Path(path), monitor, -math.inf
-        self.source = source  # data parallel: the process's own copy (LocalEval keeps it current)
+        self.source = source  # data parallel: the process's own copy (Validate keeps it current)
         self.local = local or contextlib.nullcontext  # distribute.Plan.local: a save of this process alone
 
     def on_epoch_end(self, epoch, logs=None):
@@ -260,27 +260,38 @@ COMMIT_FORMAT = 2
 ARRAYS = "arrays.npz"  # random-number generator states, and mid-epoch the running metric sums
 
 
-class LocalEval(keras.callbacks.Callback):
-    """Data parallel (suite/distribute.py): validation on this process's own copy of the network (runner.local_copy)
-    on one device, put into the epoch logs as Keras' validation puts it (val_loss, val_accuracy, ...). Exact for
-    any number of examples (a batch sharded over D devices must divide by D) and needs no other process. Keeps the
-    copy's weights those of the training (BestCheckpoint, GradientNorms, the test read them). First in the list."""
+class Validate(keras.callbacks.Callback):
+    """Validation at each epoch end in place of Keras' own, for two cases. Data parallel (suite/distribute.py): on
+    this process's own copy of the network (runner.local_copy) on one device, exact for any number of examples (a
+    batch sharded over D devices must divide by D) and needing no other process; the copy's weights are kept those
+    of the training (BestCheckpoint, GradientNorms and the test read them). eval.precise_bn: the network's
+    BatchNorm statistics recomputed first (suite/precise_bn.py), which Keras' validation has no hook for. Puts the
+    figures into the epoch logs as Keras' validation does (val_loss, val_accuracy, ...); first in the list, as every
+    other callback reads them."""
 
-    def __init__(self, copy, val_ds, local):
+    def __init__(self, target, val_ds, local, copy=False, precise_bn=None):
         super().__init__()
-        self.copy, self.val_ds, self.local = copy, val_ds, local
+        self.target, self.val_ds, self.local = target, val_ds, local
+        self.copy, self.precise_bn = copy, precise_bn
 
     def sync(self):
-        weights = self.model.get_weights()  # replicated: every process holds them whole
-        with self.local():
-            self.copy.set_weights(weights)
+        if self.copy:
+            weights = self.model.get_weights()  # replicated: every process holds them whole
+            with self.local():
+                self.target.set_weights(weights)
 
     def on_epoch_end(self, epoch, logs=None):
         self.sync()
+        if self.precise_bn is not None:
+            with self.local():
+                self.precise_bn()
+                weights = self.target.get_weights() if self.copy else None
+            if weights is not None:  # the training network keeps them too: the backup commit and sync() carry them
+                self.model.set_weights(weights)
         if self.val_ds is None or logs is None:
             return
         with self.local():
-            res = self.copy.evaluate(self.val_ds, verbose=0, return_dict=True)
+            res = self.target.evaluate(self.val_ds, verbose=0, return_dict=True)
         logs.update({f"val_{k}": float(v) for k, v in res.items()})
 
     def on_train_end(self, logs=None):

@@ -92,6 +92,10 @@ DEFAULTS = {
     "eval": {
         "tta": "none",
         "shift": 0,  # 10crop: pixels the corner views move (0 = data.crop, or an eighth of the image)
+        # BatchNorm's statistics recomputed with the current weights over this many training images before each
+        # validation and the test, in place of the moving averages gathered during training (suite/precise_bn.py);
+        # 0 = off. 8192: pycls' NUM_SAMPLES_PRECISE
+        "precise_bn": 8192,
     },
     "log": {
         "dir": "logs",
@@ -169,6 +173,7 @@ RANGES = {
     "data.val_split": (0, 1, True, False),
     "data.crop": (0, 1024, True, True),  # pixels of padding: more makes every image gigabytes
     "eval.shift": (0, 1024, True, True),
+    "eval.precise_bn": (0, None, True, None),
     "data.pca_colour": (0, None, True, None),
     "data.cutout": (0, 1024, True, True),
     "data.limit": (0, None, True, None),

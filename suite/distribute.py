@@ -12,7 +12,7 @@ rescaled). Every process loads the same data and builds the same seeded stream; 
 global batch (`local_part`), so the examples of global batch b are the same ones on 1 device or on 8.
 Under JAX every batch must divide by the device count, so the training stream drops its last partial batch
 (recorded in results.json); validation and test run on each process's own copy of the weights on one device
-(callbacks.LocalEval): exact metrics for any number of examples, and no cross-process work the chief waits on.
+(callbacks.Validate): exact metrics for any number of examples, and no cross-process work the chief waits on.
 
 One process, the chief (process 0), writes the run directory: config, TensorBoard, checkpoints, backups,
 results.json. The others read the chief's backup to resume, so every host must see the log directory at the same

@@ -184,6 +184,29 @@ def first_batch(cfg, parts, ds):
                          n_outputs=len(parts["model"].outputs), raw=ds["raw"], pca=ds.get("pca"))
 
 
+def precise_bn(cfg, parts, ds, model):
+    """eval.precise_bn's recomputation of `model`'s BatchNorm statistics (suite/precise_bn.py), or None (off, or
+    no BatchNorm). Its images: the first eval.precise_bn of the training stream's first epoch (same shuffle,
+    augmentation and statistics; whole batches, at least one), the same at every call; built apart from
+    ds["train"] for first_batch's reason."""
+    from . import optim, pipeline
+    from .precise_bn import PreciseBN, bn_layers
+
+    images = cfg["eval"]["precise_bn"]
+    if not images or not bn_layers(model):
+        return None
+    d, t = cfg["data"], cfg["train"]
+    xtr, ytr = parts["train"]
+    bs = t["batch_size"]
+    whole = min(images, len(xtr)) // bs
+    stream = pipeline.make(xtr, ytr, shape=parts["shape"], batch_size=bs, training=True,
+                           data_cfg={**d, "cache": False}, seed=t["seed"], mean=ds["mean"], std=ds["std"],
+                           num_classes=parts["data"].num_classes, one_hot=optim.one_hot(t),
+                           n_outputs=len(parts["model"].outputs), raw=ds["raw"], pca=ds.get("pca"), epoch=0,
+                           drop_remainder=whole > 0)
+    return PreciseBN(model, stream.take(max(whole, 1)))
+
+
 def on_device(cfg, parts, ds):
     """The prepared network as it trains: behind the Whiten layer with data.whiten (suite/whiten.py), and behind
     the Augment layer when the pipeline ships raw pixels."""
@@ -500,8 +523,9 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
     with plan.scope():
         model = compile_model(on_device(cfg, parts, ds), cfg, parts)
     n_out = len(model.outputs)
-    # data parallel: validation, the test and the saved models use this process's own copy (cb.LocalEval)
+    # data parallel: validation, the test and the saved models use this process's own copy (cb.Validate)
     copy = local_copy(cfg, parts, ds) if plan.parallel else None
+    precise = precise_bn(cfg, parts, ds, model if copy is None else copy)
 
     position = cb.Position()
     stop = cb.StopOnNaN(position)
@@ -523,8 +547,10 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
                                                     min_lr=t["min_lr"], verbose=verbose)
         cbs.insert(0, plateau)
         stateful["plateau"] = (plateau, ["best", "wait", "cooldown_counter"])
-    if copy is not None:  # first: every other callback reads the validation figures it adds
-        cbs.insert(0, cb.LocalEval(copy, val_ds, plan.local))
+    ours = copy is not None or precise is not None  # validation by cb.Validate, not by Keras' fit
+    if ours:  # first: every other callback reads the validation figures it adds
+        cbs.insert(0, cb.Validate(model if copy is None else copy, val_ds, plan.local, copy=copy is not None,
+                                  precise_bn=precise))
     cbs += list(callbacks)
     # Epoch-end order is the crash-safety protocol: TensorBoard flushed → best.keras → backup commit.
     if chief:
@@ -550,7 +576,7 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
         cbs.append(timer)
     cbs += ([cb.FaultSteps()] if os.environ.get("SUITE_FAULT") else []) + [preempt]  # the tests' kills
     calls = cb.Segments(cbs, model=model, epochs=t["epochs"], steps=steps, verbose=verbose)
-    fit = dict(validation_data=val_ds if copy is None else None, callbacks=calls, verbose=verbose, shuffle=False)
+    fit = dict(validation_data=None if ours else val_ds, callbacks=calls, verbose=verbose, shuffle=False)
     preempt.training = True
     if start_step:  # the rest of the interrupted epoch: its own stream from the batch it stopped at
         position.offset, position.seconds = start_step, float(done.get("seconds", 0.0))
@@ -636,7 +662,7 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
 
 def local_copy(cfg, parts, ds):
     """Data parallel: this process's own copy of the trained network on one device, compiled as run compiles it
-    (same metric names), outside the distribution; cb.LocalEval keeps its weights those of the training."""
+    (same metric names), outside the distribution; cb.Validate keeps its weights those of the training."""
     from . import registry
 
     m = cfg["model"]

@@ -19,11 +19,13 @@ import pytest
 from conftest import ROOT, run_cli
 
 # 8×8 digits, 20 steps an epoch (8 per call on a CPU: calls of 8, 8, 4), a commit at every call; crop, flip and
-# dropout put the shuffle, augmentation and dropout random streams to the test.
+# dropout put the shuffle, augmentation and dropout random streams to the test; batch norm, its statistics
+# recomputed before each validation (eval.precise_bn), the moving averages and the recomputation's own stream.
 EXPERIMENT = """
 [model]
 name = "lenet5_modern"
 dropout = 0.3
+batch_norm = true
 [data]
 limit = 640
 crop = 1

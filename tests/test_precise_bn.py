@@ -1,0 +1,116 @@
+"""eval.precise_bn (suite/precise_bn.py): BatchNorm's statistics recomputed with the current weights are those of
+the layers' inputs over the given training images, in training mode; nothing else of the network changes; a run
+tests and saves its network with them, and trains exactly as without them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def _net(keras):
+    """conv → BN → ReLU → dense → BN → dropout: the second BN's input depends on the first normalising with each
+    batch's own statistics (training mode); the dropout has a seed state that must not move."""
+    x = keras.Input((4, 4, 2))
+    h = keras.layers.Conv2D(3, 3, padding="same", name="conv")(x)
+    h = keras.layers.BatchNormalization(name="bn_a")(h)
+    h = keras.layers.Flatten()(keras.layers.ReLU()(h))
+    h = keras.layers.Dense(5, name="hidden")(h)
+    h = keras.layers.BatchNormalization(momentum=0.9, name="bn_b")(h)
+    h = keras.layers.Dropout(0.5, seed=1)(h)
+    return keras.Model(x, keras.layers.Dense(2)(h))
+
+
+def test_statistics_are_the_pooled_ones_of_the_training_images():
+    import keras
+    import tensorflow as tf
+
+    from suite.precise_bn import PreciseBN
+
+    keras.utils.set_random_seed(0)
+    net = _net(keras)
+    rng = np.random.default_rng(0)
+    # batch means far apart, a short last batch: the pooled variance differs from the mean of the batch variances
+    x = np.concatenate([rng.normal(loc, 1.0, (n, 4, 4, 2)) for loc, n in ((0.0, 8), (3.0, 8), (-2.0, 5))])
+    x = x.astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x), "int64"))).batch(8)
+
+    probe = keras.Model(net.input, [net.get_layer("bn_a").input, net.get_layer("bn_b").input])
+    seen = [probe(x[i:i + 8], training=True) for i in range(0, len(x), 8)]
+    inputs = [np.concatenate([keras.ops.convert_to_numpy(s[k]) for s in seen]) for k in (0, 1)]
+    expect = {"bn_a": inputs[0].reshape(-1, 3), "bn_b": inputs[1]}
+
+    for layer in ("bn_a", "bn_b"):  # far from the answer, so a layer left alone fails
+        bn = net.get_layer(layer)
+        bn.moving_mean.assign(np.full(bn.moving_mean.shape, 50.0, "float32"))
+        bn.moving_variance.assign(np.full(bn.moving_variance.shape, 1e4, "float32"))
+    weights = [keras.ops.convert_to_numpy(v) for v in net.trainable_variables]
+    others = {v.path: keras.ops.convert_to_numpy(v) for v in net.non_trainable_variables if "moving" not in v.path}
+    assert any("seed" in p for p in others)  # the dropout's seed state is among them
+
+    assert PreciseBN(net, batches)() == len(x)
+    for layer, values in expect.items():
+        bn = net.get_layer(layer)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), values.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), values.var(0), rtol=1e-4,
+                                   atol=1e-5)
+    assert [net.get_layer(n).momentum for n in ("bn_a", "bn_b")] == [0.99, 0.9]  # put back
+    for before, v in zip(weights, net.trainable_variables):
+        np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(v))
+    for v in net.non_trainable_variables:
+        if v.path in others:
+            np.testing.assert_array_equal(others[v.path], keras.ops.convert_to_numpy(v), err_msg=v.path)
+
+
+def test_a_network_without_batch_norm_is_left_alone():
+    import keras
+    import tensorflow as tf
+
+    from suite.precise_bn import PreciseBN
+
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    assert PreciseBN(net, tf.data.Dataset.from_tensor_slices((np.ones((4, 3), "float32"), [0] * 4)).batch(2))() == 0
+
+
+def _run(tmp_path, name, *sets):
+    p = run_cli("run", "resnet20", "--data", "digits", "--epochs", "2", "--logdir", tmp_path / name,
+                "--set", "data.limit=512", "--set", "data.crop=1", "--set", "data.flip=true", *sets)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (run,) = (tmp_path / name / "resnet20").iterdir()
+    return run, json.loads((run / "results.json").read_text())
+
+
+def _recomputed_change(run):
+    """How far the statistics of the run's last.keras move when recomputed over the run's own precise-BN images."""
+    import keras
+
+    from suite import runner
+    from suite.precise_bn import bn_layers
+
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["eval"]["precise_bn"] = 8192
+    parts = runner.prepare(cfg)
+    ds = runner.datasets(cfg, parts)
+    model = runner.load_model(run / "last.keras")
+    layers = bn_layers(model)
+    before = [keras.ops.convert_to_numpy(b.moving_mean) for b in layers]
+    runner.precise_bn(cfg, parts, ds, model)()
+    return max(float(np.abs(keras.ops.convert_to_numpy(b.moving_mean) - m).max()) for b, m in zip(layers, before))
+
+
+def test_a_run_tests_and_saves_its_network_with_recomputed_statistics(tmp_path):
+    on, r_on = _run(tmp_path, "on")
+    off, r_off = _run(tmp_path, "off", "--set", "eval.precise_bn=0")
+    assert r_on["history"]["loss"] == r_off["history"]["loss"]  # the training itself is the same
+    assert r_on["history"]["accuracy"] == r_off["history"]["accuracy"]
+    assert r_on["history"]["val_accuracy"] != r_off["history"]["val_accuracy"]  # validation reads the new ones
+    assert _recomputed_change(on) < 1e-4  # already the recomputed statistics
+    assert _recomputed_change(off) > 1e-2  # the moving averages: the check can tell them apart
+
+
+@pytest.mark.parametrize("images", ["-1", "1.5", "\"many\""])
+def test_a_bad_precise_bn_is_one_line(tmp_path, images):
+    p = run_cli("run", "resnet20", "--data", "digits", "--logdir", tmp_path, "--set", f"eval.precise_bn={images}")
+    assert p.returncode == 2 and "eval.precise_bn" in p.stderr and "Traceback" not in p.stderr
