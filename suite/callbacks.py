@@ -26,6 +26,8 @@ import time
 
 import keras
 
+from .errors import one_line
+
 WEIGHTS = "backup.weights.h5"
 STATE = "state.json"
 
@@ -793,7 +795,7 @@ class RunSummaries(keras.callbacks.Callback):
         try:  # beside Keras' conceptual graph in train/
             tblog.log_op_graph(pathlib.Path(self.run_dir) / "train", self.model)
         except Exception as e:  # a graph TensorFlow cannot trace must not stop the training
-            print(f"note: no op graph for TensorBoard ({type(e).__name__}: {str(e)[:200]})")
+            print(f"note: no op graph for TensorBoard ({one_line(e)})")
 
     def on_epoch_begin(self, epoch, logs=None):
         from . import tblog

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 KERAS_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 NAMES = ("digits",) + KERAS_SETS
@@ -95,11 +95,6 @@ def _digits():
     return Data("digits", x[tr], y[tr], x[te], y[te], 10, [str(i) for i in range(10)])
 
 
-def _why(e):
-    """An exception as one short line for a UserError, e.g. "Exception: URL fetch failure on …: [Errno -3] …"."""
-    return " ".join(f"{type(e).__name__}: {e}".split())[:200]
-
-
 def _keras(name, data_dir):
     if data_dir:
         path = pathlib.Path(data_dir) / f"{name}.npz"
@@ -110,7 +105,7 @@ def _keras(name, data_dir):
     try:
         (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
     except Exception as e:  # no network, or a broken cache
-        raise UserError(f"cannot load {name} ({_why(e)}); put {name}.npz in a folder and set "
+        raise UserError(f"cannot load {name} ({one_line(e)}); put {name}.npz in a folder and set "
                         "SUITE_DATA_DIR to it, connect to the internet for keras.datasets, or train on the embedded "
                         "digits with --data digits") from None
     return _arrays(name, xtr, ytr, xte, yte)
@@ -133,7 +128,7 @@ def _npz(path, name):
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError, SyntaxError,
             tokenize.TokenError) as e:  # SyntaxError, TokenError: a .npy header NumPy cannot parse
         # truncated or corrupt: zip, zlib or .npy errors
-        raise UserError(f"{path} is not a readable .npz file ({_why(e)}); re-download or re-create it") from None
+        raise UserError(f"{path} is not a readable .npz file ({one_line(e)}); re-download or re-create it") from None
     return _arrays(name, *arrays)
 
 

@@ -25,7 +25,7 @@ import os
 import re
 import sys
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 TF_MULTI = ("several processes need the JAX backend (KERAS_BACKEND=jax): Keras 3's fit fails under TensorFlow's "
             "MultiWorkerMirroredStrategy (keras-team/keras#20585); on one host, --distribute data_parallel uses "
@@ -87,7 +87,7 @@ def initialize(c=None):
         keras.distribution.initialize(c["coordinator"], c["processes"], c["process_id"])
     except Exception as e:  # JAX's own error (unreachable coordinator, timeout): one line, the fix
         raise UserError(f"cannot join the cluster at {c['coordinator']} as process {c['process_id']} of "
-                        f"{c['processes']} ({' '.join(str(e).split())[:200]}); start the same command on every "
+                        f"{c['processes']} ({one_line(e, kind=False)}); start the same command on every "
                         "host with its own --process-id, process 0 on the coordinator's host") from None
     _joined = dict(c)
 

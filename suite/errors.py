@@ -21,6 +21,12 @@ class Stopped(Exception):
         self.code = code
 
 
+def one_line(e, limit=200, kind=True):
+    """An exception as one short line for a UserError or a note: whitespace and newlines collapsed, cut at `limit`
+    characters, with its class name first when `kind` ("OSError: [Errno 2] No such file …")."""
+    return " ".join((f"{type(e).__name__}: {e}" if kind else str(e)).split())[:limit]
+
+
 def closest(name, choices, n=3):
     """The closest valid names, for 'did you mean' hints (difflib is good enough for short names)."""
     import difflib

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -42,8 +42,7 @@ def read_image(path, shape, invert=False):
             im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.BOX)
             x = np.asarray(im, np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        why = " ".join(f"{type(e).__name__}: {e}".split())[:120]
-        raise UserError(f"{path} is not an image Pillow can read ({why}); give a PNG or JPEG file") from None
+        raise UserError(f"{path} is not an image Pillow can read ({one_line(e, 120)}); give a PNG or JPEG file") from None
     x = x.reshape(h, w, c)
     return 255 - x if invert else x
 

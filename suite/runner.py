@@ -17,7 +17,7 @@ import time
 
 from . import data as data_mod
 from . import memory
-from .errors import UserError
+from .errors import UserError, one_line
 
 RESULTS = "results.json"
 CONFIG = "config.json"
@@ -286,7 +286,7 @@ def _failing_layer(tb):
 def build_error(e, name, shape):
     """A one-line UserError for a builder's ValueError, naming the layer and the map size it got."""
     h, w, c = shape
-    msg = " ".join(str(e).split())
+    msg = one_line(e, limit=None, kind=False)
     layer, x = _failing_layer(e.__traceback__)
     if layer is None:  # the builder's own message (e.g. exercise2_cnn names the layer itself)
         return UserError(f"cannot build {name} for {h}×{w}×{c} images: {msg[:300]}")

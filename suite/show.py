@@ -23,7 +23,7 @@ import fractions
 import math
 import pathlib
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 HEADER = ("layer", "type", "output", "params", "MACs", "RF", "jump", "output size by (N − F + 2P)/S + 1")
 
@@ -653,7 +653,7 @@ def build(cfg, shape, num_classes):
     try:
         return registry.build(m["name"], shape, num_classes, **kw)
     except ValueError as e:
-        msg = " ".join(str(e).split())[:300]
+        msg = one_line(e, 300, kind=False)
         raise UserError(f"{m['name']} cannot take a {fmt_shape(shape)} input with these settings: {msg}; "
                         "try another --input, padding='same' or a small-image stem") from None
 

@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 
 from . import data as data_mod
-from .errors import UserError
+from .errors import UserError, one_line
 
 CHECKPOINTS = ("best", "last")
 
@@ -91,7 +91,7 @@ def load(run_dir, checkpoint="best"):
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # a truncated, foreign or hand-edited file: Keras raises many kinds
-        raise UserError(f"cannot load {path} ({type(e).__name__}: {' '.join(str(e).split())[:160]}); "
+        raise UserError(f"cannot load {path} ({one_line(e, 160)}); "
                         "the file is damaged: train the run again") from None
     on_device = any(layer.name == "augment" and isinstance(layer, augment.Augment) for layer in model.layers)
     if on_device:  # pixels → Augment → the network: keep the network (inputs are normalised by the caller)

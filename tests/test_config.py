@@ -151,3 +151,12 @@ def test_settings_added_later_keep_an_older_runs_identity_at_their_defaults():
     assert runner.config_hash(old) == runner.config_hash(cfg)
     assert runner.config_hash(config.resolve("resnet20", ["data.cutout=8"])) != runner.config_hash(cfg)
     assert runner.config_hash(config.resolve("resnet20", ["data.whiten=zca"])) != runner.config_hash(cfg)
+
+
+def test_one_line_collapses_an_exception_and_cuts_it():
+    from suite.errors import one_line
+
+    e = OSError("line one\n   line two\ttabbed")
+    assert one_line(e) == "OSError: line one line two tabbed"
+    assert one_line(e, kind=False) == "line one line two tabbed"
+    assert one_line(e, 12) == "OSError: lin" and one_line(e, None, kind=False).endswith("tabbed")

@@ -5,7 +5,7 @@ import math
 
 from .. import config as config_mod
 from .. import registry
-from ..errors import UserError
+from ..errors import UserError, one_line
 
 # [tune] name → (config key, how a two-number list is read). "depth" is the network's depth knob.
 SPACE = {
@@ -166,7 +166,7 @@ def check_input(cfg, params):
         try:
             registry.build(cfg["model"]["name"], shape, data.num_classes, **{**kw, knob: v})
         except ValueError as e:
-            msg = " ".join(str(e).split())[:300]
+            msg = one_line(e, 300, kind=False)
             raise UserError(f"tune.depth value {v} does not work for {cfg['model']['name']} on "
                             f"{shape[0]}×{shape[1]}×{shape[2]} images: {msg}") from None
         finally:
