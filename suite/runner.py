@@ -173,15 +173,22 @@ def first_batch(cfg, parts, ds):
     i.e. the training stream's first batch when data.shuffle is false. Built apart from ds["train"] on purpose:
     every iteration of that draws the next shuffle order and augmentation seeds, so taking a batch from it would
     change what the training sees."""
+    xtr, ytr = parts["train"]
+    n = cfg["train"]["batch_size"]
+    return _training_stream(cfg, parts, ds, xtr[:n], ytr[:n], shuffle=False)
+
+
+def _training_stream(cfg, parts, ds, x, y, shuffle=None, **kw):
+    """Images `x` through the training pipeline as `ds` = datasets()'s feeds them (statistics, augmentation and
+    its seed, raw or not), not cached: epoch 0's batches unless `kw` says otherwise."""
     from . import optim, pipeline
 
     d, t = cfg["data"], cfg["train"]
-    xtr, ytr = parts["train"]
-    n = t["batch_size"]
-    return pipeline.make(xtr[:n], ytr[:n], shape=parts["shape"], batch_size=n, training=True,
-                         data_cfg={**d, "shuffle": False, "cache": False}, seed=t["seed"], mean=ds["mean"],
-                         std=ds["std"], num_classes=parts["data"].num_classes, one_hot=optim.one_hot(t),
-                         n_outputs=len(parts["model"].outputs), raw=ds["raw"], pca=ds.get("pca"))
+    d = {**d, "cache": False, "shuffle": d["shuffle"] if shuffle is None else shuffle}
+    return pipeline.make(x, y, shape=parts["shape"], batch_size=t["batch_size"], training=True, data_cfg=d,
+                         seed=t["seed"], mean=ds["mean"], std=ds["std"], num_classes=parts["data"].num_classes,
+                         one_hot=optim.one_hot(t), n_outputs=len(parts["model"].outputs), raw=ds["raw"],
+                         pca=ds.get("pca"), **kw)
 
 
 def precise_bn(cfg, parts, ds, model):
@@ -189,21 +196,14 @@ def precise_bn(cfg, parts, ds, model):
     no BatchNorm). Its images: the first eval.precise_bn of the training stream's first epoch (same shuffle,
     augmentation and statistics; whole batches, at least one), the same at every call; built apart from
     ds["train"] for first_batch's reason."""
-    from . import optim, pipeline
     from .precise_bn import PreciseBN, bn_layers
 
     images = cfg["eval"]["precise_bn"]
     if not images or not bn_layers(model):
         return None
-    d, t = cfg["data"], cfg["train"]
     xtr, ytr = parts["train"]
-    bs = t["batch_size"]
-    whole = min(images, len(xtr)) // bs
-    stream = pipeline.make(xtr, ytr, shape=parts["shape"], batch_size=bs, training=True,
-                           data_cfg={**d, "cache": False}, seed=t["seed"], mean=ds["mean"], std=ds["std"],
-                           num_classes=parts["data"].num_classes, one_hot=optim.one_hot(t),
-                           n_outputs=len(parts["model"].outputs), raw=ds["raw"], pca=ds.get("pca"), epoch=0,
-                           drop_remainder=whole > 0)
+    whole = min(images, len(xtr)) // cfg["train"]["batch_size"]
+    stream = _training_stream(cfg, parts, ds, xtr, ytr, drop_remainder=whole > 0)
     return PreciseBN(model, stream.take(max(whole, 1)))
 
 

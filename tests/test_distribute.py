@@ -78,6 +78,20 @@ def test_jax_data_parallel_on_two_devices_trains_the_one_device_curve(jax_refere
     same_curve(r, jax_reference)
 
 
+def test_jax_data_parallel_with_batch_norm_validates_as_one_device(tmp_path):
+    """Batch norm on JAX: the sharded step normalises over the global batch, so the curve is one device's; the
+    statistics for validation and the test are recomputed (eval.precise_bn) on the process's own copy and written
+    back into the training network, and come out as one device's."""
+    runs = {}
+    for mode, devices in (("none", 0), ("data_parallel", 2)):
+        rc, out = suite_run([*ARGS, "--set", "model.batch_norm=true", "--epochs", "2", "--distribute", mode],
+                            tmp_path / mode, backend="jax", devices=devices)
+        assert rc == 0, out[-2000:]
+        runs[mode] = results(tmp_path / mode)
+    assert runs["data_parallel"]["distribution"]["device_count"] == 2
+    same_curve(runs["data_parallel"], runs["none"])
+
+
 def test_tensorflow_mirrored_strategy_on_two_devices_trains_the_one_device_curve(tmp_path):
     """... and resumes exactly: the 2-device run is killed (kill -9) in epoch 2 after a mid-epoch commit."""
     runs = {}
