@@ -32,6 +32,7 @@ def bn_layers(model):
 
 
 def _compiled(fn):
+    """`fn` compiled by the backend (Keras has no backend-neutral jit for a function of its own); torch: as is."""
     import keras
 
     backend = keras.backend.backend()
