@@ -212,7 +212,7 @@ def _shard(text):
 def cmd_eval(a):
     from . import evaluate
 
-    evaluate.evaluate(a.run_dir, data=a.data, tta=a.tta, batch_size=a.batch_size)
+    evaluate.evaluate(a.run_dir, data=a.data, tta=a.tta, batch_size=a.batch_size, precise_bn=a.precise_bn)
     return 0
 
 
@@ -340,6 +340,10 @@ def parser():
                     help="none; flip: the image and its mirror; 10crop: AlexNet's four corners + centre and their "
                     "mirrors (softmax averaged)")
     ev.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    ev.add_argument("--precise-bn", type=int, default=0, metavar="N",
+                    help="first recompute the BatchNorm statistics over N training images, as runs do since "
+                    "eval.precise_bn (for runs trained without it; the run's files are not changed; default 0: "
+                    "the saved statistics)")
     ev.set_defaults(fn=cmd_eval)
 
     pr = sub.add_parser("predict", help="classify your own pictures (PNG/JPEG files or folders) with a trained run")

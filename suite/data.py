@@ -242,3 +242,15 @@ def split(data, val_split, seed):
         raise UserError(f"data.val_split = {val_split} leaves no training data ({n} examples); lower it")
     va, tr = np.sort(idx[:n_val]), np.sort(idx[n_val:])  # sorted: keep the original order for shuffle=false
     return data.x_train[tr], data.y_train[tr], data.x_train[va], data.y_train[va]
+
+
+def splits(data, d):
+    """The run's training and validation examples under its data settings `d` (the config's [data]):
+    (x_train, y_train, x_val, y_val) after split(), data.limit and data.order."""
+    xtr, ytr, xva, yva = split(data, d["val_split"], d["split_seed"])
+    if d["limit"]:
+        xtr, ytr = xtr[:d["limit"]], ytr[:d["limit"]]
+    if d.get("order", "stored") == "by_label":  # all 0s, then all 1s, … (stable: stored order within a class)
+        idx = np.argsort(ytr, kind="stable")
+        xtr, ytr = xtr[idx], ytr[idx]
+    return xtr, ytr, xva, yva

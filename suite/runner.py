@@ -75,19 +75,13 @@ def status_of(run_dir):
 def prepare(cfg):
     """Load data and build the model, checking everything; nothing is written. Returns a dict of parts."""
     import keras
-    import numpy as np
 
     from . import distribute, hardware, optim, registry, whiten
 
     distribute.initialize()  # SUITE_CPU_DEVICES, before anything touches a device
     d, t, m = cfg["data"], cfg["train"], cfg["model"]
     data = data_mod.load(d["name"])
-    xtr, ytr, xva, yva = data_mod.split(data, d["val_split"], d["split_seed"])
-    if d["limit"]:
-        xtr, ytr = xtr[:d["limit"]], ytr[:d["limit"]]
-    if d.get("order", "stored") == "by_label":  # all 0s, then all 1s, … (stable: stored order within a class)
-        idx = np.argsort(ytr, kind="stable")
-        xtr, ytr = xtr[idx], ytr[idx]
+    xtr, ytr, xva, yva = data_mod.splits(data, d)
     h, w = d["image_size"] or data.shape[:2]
     c = d["channels"] or data.shape[2]
     shape = (h, w, c)

@@ -107,8 +107,8 @@ def load(run_dir, checkpoint="best"):
         mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
     else:  # a run still training: the statistics training computed, the same way
         dc = cfg["data"]
-        xtr = data_mod.split(data_mod.load(dc["name"]), dc["val_split"], dc["split_seed"])[0]
-        mean, std = pipeline.channel_stats(xtr[:dc["limit"] or None], shape[2])
+        xtr = data_mod.splits(data_mod.load(dc["name"]), dc)[0]
+        mean, std = pipeline.channel_stats(xtr, shape[2])
     n = int(net.outputs[0].shape[-1])
     names = results.get("class_names")
     if not names or len(names) != n:

@@ -82,32 +82,45 @@ def _run(tmp_path, name, *sets):
     return run, json.loads((run / "results.json").read_text())
 
 
-def _recomputed_change(run):
-    """How far the statistics of the run's last.keras move when recomputed over the run's own precise-BN images."""
+def _bn_stats(model):
     import keras
 
-    from suite import runner
     from suite.precise_bn import bn_layers
 
-    cfg = json.loads((run / "config.json").read_text())
-    cfg["eval"]["precise_bn"] = 8192
-    parts = runner.prepare(cfg)
-    ds = runner.datasets(cfg, parts)
-    model = runner.load_model(run / "last.keras")
-    layers = bn_layers(model)
-    before = [keras.ops.convert_to_numpy(b.moving_mean) for b in layers]
-    runner.precise_bn(cfg, parts, ds, model)()
-    return max(float(np.abs(keras.ops.convert_to_numpy(b.moving_mean) - m).max()) for b, m in zip(layers, before))
+    return [keras.ops.convert_to_numpy(v) for b in bn_layers(model) for v in (b.moving_mean, b.moving_variance)]
+
+
+def _gap(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
 def test_a_run_tests_and_saves_its_network_with_recomputed_statistics(tmp_path):
+    from suite import evaluate, trained
+
     on, r_on = _run(tmp_path, "on")
     off, r_off = _run(tmp_path, "off", "--set", "eval.precise_bn=0")
     assert r_on["history"]["loss"] == r_off["history"]["loss"]  # the training itself is the same
     assert r_on["history"]["accuracy"] == r_off["history"]["accuracy"]
     assert r_on["history"]["val_accuracy"] != r_off["history"]["val_accuracy"]  # validation reads the new ones
-    assert _recomputed_change(on) < 1e-4  # already the recomputed statistics
-    assert _recomputed_change(off) > 1e-2  # the moving averages: the check can tell them apart
+    saved = _bn_stats(trained.load(on, "last").net)  # the same weights as off's last.keras: the same training
+    old = trained.load(off, "last")
+    assert _gap(saved, _bn_stats(old.net)) > 1e-2  # off saved the moving averages: the check can tell them apart
+    # `suite eval --precise-bn` on a run trained without it: what the run with it saved (same images, same pass)
+    assert evaluate.recompute_bn(old, 8192) == 512
+    assert _gap(saved, _bn_stats(old.net)) < 1e-4
+
+
+def test_eval_recomputes_an_old_runs_statistics_and_leaves_its_files(tmp_path):
+    off, _ = _run(tmp_path, "off", "--set", "eval.precise_bn=0", "--set", "train.epochs=1")
+    files = {p.name: p.read_bytes() for p in off.iterdir() if p.is_file()}
+    plain = run_cli("eval", off)
+    assert plain.returncode == 0 and "moving averages" in plain.stdout and "--precise-bn 8192" in plain.stdout
+    p = run_cli("eval", off, "--precise-bn", "8192")
+    assert p.returncode == 0 and "recomputed over 512 training images" in p.stdout, p.stderr[-2000:]
+    saved = json.loads((off / "eval.json").read_text())["digits"]
+    assert saved["none"]["batch_norm"] == "moving averages" and saved["none"]["precise_bn"] == 0
+    assert saved["none+precise_bn"]["batch_norm"] == "recomputed" and saved["none+precise_bn"]["precise_bn"] == 512
+    assert {p.name: p.read_bytes() for p in off.iterdir() if p.is_file() and p.name != "eval.json"} == files
 
 
 @pytest.mark.parametrize("images", ["-1", "1.5", "\"many\""])
