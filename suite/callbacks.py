@@ -271,10 +271,14 @@ class Validate(keras.callbacks.Callback):
     figures into the epoch logs as Keras' validation does (val_loss, val_accuracy, ...); first in the list, as every
     other callback reads them."""
 
-    def __init__(self, target, val_ds, local, copy=False, precise_bn=None):
+    def __init__(self, target, val_ds, local, precise_bn=None):
         super().__init__()
-        self.target, self.val_ds, self.local = target, val_ds, local
-        self.copy, self.precise_bn = copy, precise_bn
+        self.target, self.val_ds, self.local, self.precise_bn = target, val_ds, local, precise_bn
+
+    @property
+    def copy(self):
+        """Validating a copy of the training network (data parallel), not the training network itself."""
+        return self.target is not self.model
 
     def sync(self):
         if self.copy:

@@ -555,8 +555,7 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
         stateful["plateau"] = (plateau, ["best", "wait", "cooldown_counter"])
     ours = copy is not None or precise is not None  # validation by cb.Validate, not by Keras' fit
     if ours:  # first: every other callback reads the validation figures it adds
-        cbs.insert(0, cb.Validate(model if copy is None else copy, val_ds, plan.local, copy=copy is not None,
-                                  precise_bn=precise))
+        cbs.insert(0, cb.Validate(model if copy is None else copy, val_ds, plan.local, precise_bn=precise))
     cbs += list(callbacks)
     # Epoch-end order is the crash-safety protocol: TensorBoard flushed → best.keras → backup commit.
     if chief:
