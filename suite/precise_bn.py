@@ -55,12 +55,19 @@ class PreciseBN:
         self.model, self.batches = model, batches
         self.layers = bn_layers(model)
         where = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
-        self.slots = [(where[id(b.moving_mean)], where[id(b.moving_variance)]) for b in self.layers]
+        self.order = ([where[id(b.moving_mean)] for b in self.layers]
+                      + [where[id(b.moving_variance)] for b in self.layers])
+        self.sizes = [int(np.prod(b.moving_mean.shape)) for b in self.layers]
         self._pass = None  # compiled at the first call, reused after
 
     def _stats(self, trainable, non_trainable, x):
+        """Every layer's batch mean, then every layer's batch variance, as one float32 vector: one transfer per
+        batch, made after all the batches' passes are queued (a GPU is not stopped after each)."""
+        import keras
+
         _, new = self.model.stateless_call(trainable, non_trainable, x, training=True)
-        return [(new[m], new[v]) for m, v in self.slots]
+        flat = [keras.ops.cast(keras.ops.reshape(new[i], (-1,)), "float32") for i in self.order]
+        return keras.ops.concatenate(flat)
 
     def __call__(self):
         import keras
@@ -74,29 +81,26 @@ class PreciseBN:
             self._pass = self._pass or _compiled(self._stats)
             trainable = [v.value for v in self.model.trainable_variables]
             non_trainable = [v.value for v in self.model.non_trainable_variables]
-            n, sums, squares = 0, None, None
             # TensorFlow takes tf.data's tensors as they are; JAX and torch take NumPy arrays
             batches = self.batches if keras.backend.backend() == "tensorflow" else self.batches.as_numpy_iterator()
-            for batch in batches:
-                x = batch[0]
-                size = int(x.shape[0])
-                stats = [(keras.ops.convert_to_numpy(m).astype(np.float64),
-                          keras.ops.convert_to_numpy(v).astype(np.float64))
-                         for m, v in self._pass(trainable, non_trainable, x)]
-                if sums is None:
-                    sums = [np.zeros_like(m) for m, _ in stats]
-                    squares = [np.zeros_like(m) for m, _ in stats]
-                for i, (m, v) in enumerate(stats):
-                    sums[i] += size * m
-                    squares[i] += size * (v + m * m)
-                n += size
+            queued = [(int(batch[0].shape[0]), self._pass(trainable, non_trainable, batch[0])) for batch in batches]
         finally:
             for b, m in zip(self.layers, momenta):
                 b.momentum = m
+        n = sum(size for size, _ in queued)
         if not n:
             return 0
-        for b, s, q in zip(self.layers, sums, squares):
-            mean = s / n
-            b.moving_mean.assign(mean.astype(b.moving_mean.dtype))
-            b.moving_variance.assign(np.maximum(q / n - mean * mean, 0.0).astype(b.moving_variance.dtype))
+        half = sum(self.sizes)
+        sums, squares = 0.0, 0.0  # per channel of every layer, in float64
+        for size, stats in queued:
+            stats = keras.ops.convert_to_numpy(stats).astype(np.float64)
+            m, v = stats[:half], stats[half:]
+            sums = sums + size * m
+            squares = squares + size * (v + m * m)
+        means = sums / n
+        variances = np.maximum(squares / n - means * means, 0.0)
+        cut = np.cumsum(self.sizes)[:-1]
+        for b, mean, var in zip(self.layers, np.split(means, cut), np.split(variances, cut)):
+            b.moving_mean.assign(mean.reshape(b.moving_mean.shape).astype(b.moving_mean.dtype))
+            b.moving_variance.assign(var.reshape(b.moving_variance.shape).astype(b.moving_variance.dtype))
         return n
