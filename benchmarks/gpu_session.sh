@@ -13,6 +13,8 @@
 #   r20    experiments/resnet20.toml, unchanged (the paper's 182 epochs)
 #   r56    experiments/resnet56.toml;  plain  plain20.toml and plain56.toml (the degradation)
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
+#   pbn    benchmarks/precise_bn_cost.py resnet20: eval.precise_bn's recomputation against an epoch's training steps,
+#          under the GPU's settings (r20 recomputes before each of its 182 validations)
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
 #          time (part 4)
 #   exp:NAME  experiments/NAME.toml, unchanged (e.g. exp:nin exp:allcnn_c exp:vgg16_bn exp:densenet_bc100)
@@ -110,6 +112,10 @@ for part in $parts; do
     bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 2 ;;
     r20)   exp_part resnet20 ;;
     r56)   exp_part resnet56 ;;
+    pbn)   [ -f "$TXT/precise_bn_cost.txt" ] && grep -q "share of an epoch" "$TXT/precise_bn_cost.txt" ||
+             { : > "$TXT/precise_bn_cost.txt"; timed "$TXT/precise_bn_cost.txt" python3 benchmarks/precise_bn_cost.py \
+                 resnet20 ${EXTRA:+--set data.name=digits}; }
+           tail -4 "$TXT/precise_bn_cost.txt" | tee -a "$TXT/session.log" ;;
     plain) exp_part plain20; exp_part plain56 ;;
     r50)   [ -f /tmp/synth224.npz ] || python3 -c '
 import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show

@@ -33,14 +33,15 @@ def main():
     recompute = runner.precise_bn(cfg, parts, ds, model)
     if recompute is None:
         sys.exit(f"{a.target}: nothing to measure (no BatchNorm, or eval.precise_bn = 0)")
-    train = ds["train"].take(a.steps)
+    n = min(a.steps, parts["steps"])  # an epoch shorter than --steps (digits: 11 of 128) ends the fit early
+    train = ds["train"].take(n)
     model.fit(train, epochs=1, verbose=0)
     recompute()
     steps, calls = [], []
     for _ in range(a.repeat):
         t = time.perf_counter()
         model.fit(train, epochs=1, verbose=0)
-        steps.append((time.perf_counter() - t) / a.steps)
+        steps.append((time.perf_counter() - t) / n)
         t = time.perf_counter()
         images = recompute()
         calls.append(time.perf_counter() - t)

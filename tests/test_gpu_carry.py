@@ -281,3 +281,12 @@ def test_a_run_cut_on_one_machine_resumes_on_the_next_from_what_came_back(tmp_pa
         in variant
     (run,) = (logs / "lenet5__train.seed_1").iterdir()
     assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
+
+
+def test_the_precise_bn_part_measures_once_and_reports_its_share(tmp_path):
+    logs, state = tmp_path / "suite-logs", tmp_path / ".devstate" / "ready"
+    said, _ = _session(tmp_path, logs, tmp_path / "out", state, parts=("pbn",))
+    assert "share of an epoch:" in said and "failed" not in said, said
+    first = (logs / "_text" / "precise_bn_cost.txt").read_text()
+    said, _ = _session(tmp_path, logs, tmp_path / "out2", state, parts=("pbn",))  # the same machine: kept, not rerun
+    assert (logs / "_text" / "precise_bn_cost.txt").read_text() == first and "share of an epoch:" in said
