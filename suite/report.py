@@ -2,8 +2,9 @@
 
 A run is a directory holding config.json (written when it starts) and, once finished, results.json. Paths may be
 run directories or any folder above them (default: logs/). The table has a row per run: experiment, network,
-data, parameters, epochs, best validation accuracy, test accuracy, the paper's reference accuracy (from the
-experiment file's `reference_accuracy` / `reference_data`), wall time and status:
+data, parameters, epochs, best validation accuracy, test accuracy, what `suite eval` measured on the run's own test
+split (eval.json: each test-time augmentation, and "+precise_bn" for recomputed BatchNorm statistics), the paper's
+reference accuracy (from the experiment file's `reference_accuracy` / `reference_data`), wall time and status:
 complete | diverged | failed (from results.json) | running (no results.json yet, and a live process holds the run's
 lock, as `list --runs` decides) | interrupted (no results.json, and no process holds it: the same command resumes it).
 
@@ -15,6 +16,7 @@ combined plot of the runs compared.
 import csv
 import importlib.util
 import io
+import json
 import math
 import os
 import pathlib
@@ -27,7 +29,7 @@ from .runner import read_json
 STALE_S = 600  # without file locks (Windows): a run written this recently counts as running
 PLOT_NAME = "curves.png"
 COMBINED_NAME = "report.png"
-COLUMNS = ("experiment", "network", "data", "params", "epochs", "best val acc", "test acc", "paper",
+COLUMNS = ("experiment", "network", "data", "params", "epochs", "best val acc", "test acc", "suite eval", "paper",
            "wall time", "status", "run")
 
 
@@ -131,17 +133,23 @@ def load_run(run_dir, now=None):
     if wall is None and hist.get("epoch_time"):
         wall = sum(x for x in hist["epoch_time"] if math.isfinite(x))
     ref = res.get("reference_accuracy", exp.get("reference_accuracy")) or None
+    name = res.get("data") or data.get("name") or "?"
+    evals = read_json(d / "eval.json")  # `suite eval` on the run's own test split
+    evals = evals.get(name) if isinstance(evals, dict) else None
+    evals = {k: v["accuracy"] for k, v in sorted(evals.items()) if isinstance(v, dict) and "accuracy" in v} \
+        if isinstance(evals, dict) else {}
     return {
         "dir": d,
         "experiment": res.get("experiment") or exp.get("name") or d.parent.name,
         "network": res.get("model") or model.get("name") or "?",
-        "data": res.get("data") or data.get("name") or "?",
+        "data": name,
         "params": res.get("params"),
         "epochs_planned": planned,
         "epochs_done": done,
         "best_val_accuracy": res.get("best_val_accuracy") if "best_val_accuracy" in res and not res.get("resumed")
         else _finite_max(hist.get(f"val_{acc_key}")),
         "test_accuracy": (res.get("test") or {}).get("accuracy"),
+        "eval": evals,  # {"none", "flip", "10crop", "none+precise_bn", …: accuracy}
         "reference_accuracy": ref,
         "reference_data": res.get("reference_data", exp.get("reference_data")) or "",
         "wall_time_s": wall,
@@ -183,12 +191,16 @@ def _short(d):
         return str(d)
 
 
+def _evals(evals):
+    return ", ".join(f"{_pct(a)} ({k})" for k, a in evals.items()) or "–"
+
+
 def display_row(r):
     ref = _pct(r["reference_accuracy"])
     if r["reference_accuracy"] and r["reference_data"]:
         ref += f" ({r['reference_data']})"
     return [r["experiment"], r["network"], r["data"], "–" if r["params"] is None else f"{r['params']:,}",
-            _epochs(r), _pct(r["best_val_accuracy"]), _pct(r["test_accuracy"]), ref,
+            _epochs(r), _pct(r["best_val_accuracy"]), _pct(r["test_accuracy"]), _evals(r["eval"]), ref,
             _duration(r["wall_time_s"]), r["status"], _short(r["dir"])]
 
 
@@ -196,11 +208,11 @@ def markdown(rows):
     """A Markdown table, padded so it also reads as plain text on a terminal."""
     from .table import render
 
-    return render(COLUMNS, [display_row(r) for r in rows], numeric={3, 4, 5, 6, 8})
+    return render(COLUMNS, [display_row(r) for r in rows], numeric={3, 4, 5, 6, 9})
 
 
 CSV_FIELDS = ("experiment", "network", "data", "params", "epochs_done", "epochs_planned", "best_val_accuracy",
-              "test_accuracy", "reference_accuracy", "reference_data", "wall_time_s", "status", "run_dir")
+              "test_accuracy", "eval", "reference_accuracy", "reference_data", "wall_time_s", "status", "run_dir")
 
 
 def to_csv(rows):
@@ -208,7 +220,8 @@ def to_csv(rows):
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
     for r in rows:
-        w.writerow(["" if r.get(k) is None else r.get(k) for k in CSV_FIELDS[:-1]] + [str(r["dir"])])
+        w.writerow([(json.dumps(r[k]) if r[k] else "") if k == "eval"  # {TTA: accuracy} as JSON
+                    else "" if r.get(k) is None else r.get(k) for k in CSV_FIELDS[:-1]] + [str(r["dir"])])
     return buf.getvalue()
 
 

@@ -81,6 +81,19 @@ def test_table_columns_statuses_and_reference(logs):
     assert report.load_run(dead)["status"] == "interrupted"
 
 
+def test_suite_eval_figures_of_the_runs_own_data_join_its_row(logs, tmp_path):
+    run = logs / "lenet5" / "20260101-000000-aaaa1111"
+    (run / "eval.json").write_text(json.dumps({"digits": {"flip": {"accuracy": 0.935}, "none+precise_bn": {
+        "accuracy": 0.9125}}, "mnist": {"none": {"accuracy": 0.5}}}))  # another data set: not this run's test
+    rows = [report.load_run(d) for d in report.find_runs([logs / "lenet5"])]
+    line = next(line for line in report.markdown(rows).splitlines() if run.name in line)
+    assert "93.50 % (flip), 91.25 % (none+precise_bn)" in line and "50.00 %" not in line
+    out = list(csv.DictReader(io.StringIO(report.to_csv(rows))))
+    assert json.loads(out[0]["eval"]) == {"flip": 0.935, "none+precise_bn": 0.9125} and out[1]["eval"] == ""
+    (run / "eval.json").write_text("{not json")  # damaged: the row stays, without it
+    assert report.load_run(run)["eval"] == {}
+
+
 def test_csv_has_raw_numbers(logs, tmp_path):
     rows = [report.load_run(d) for d in report.find_runs([logs / "lenet5"])]
     out = list(csv.DictReader(io.StringIO(report.to_csv(rows))))
