@@ -86,8 +86,9 @@ def recompute_bn(t, images):
     """`eval --precise-bn`: `t.net`'s BatchNorm statistics recomputed in memory as a run with eval.precise_bn =
     `images` does before its test (runner.precise_bn: the same training images, drawn with the run's train.seed,
     in its batch size, through its augmentation), for runs trained without it. The augmentation runs on the host
-    here, as `t.net` takes normalised images (tested to draw the same distribution as the device's). The run's
-    files are not touched. Returns the number of images used (0: no BatchNorm)."""
+    here, as `t.net` takes normalised images: for a run that augmented on the device, the same kinds of crops,
+    flips and colour noise (tests/test_augment.py), drawn with other random numbers. The run's files are not
+    touched. Returns the number of images used (0: no BatchNorm)."""
     from . import data as data_mod
     from . import pipeline, runner
 

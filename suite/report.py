@@ -134,10 +134,6 @@ def load_run(run_dir, now=None):
         wall = sum(x for x in hist["epoch_time"] if math.isfinite(x))
     ref = res.get("reference_accuracy", exp.get("reference_accuracy")) or None
     name = res.get("data") or data.get("name") or "?"
-    evals = read_json(d / "eval.json")  # `suite eval` on the run's own test split
-    evals = evals.get(name) if isinstance(evals, dict) else None
-    evals = {k: v["accuracy"] for k, v in sorted(evals.items()) if isinstance(v, dict) and "accuracy" in v} \
-        if isinstance(evals, dict) else {}
     return {
         "dir": d,
         "experiment": res.get("experiment") or exp.get("name") or d.parent.name,
@@ -149,7 +145,7 @@ def load_run(run_dir, now=None):
         "best_val_accuracy": res.get("best_val_accuracy") if "best_val_accuracy" in res and not res.get("resumed")
         else _finite_max(hist.get(f"val_{acc_key}")),
         "test_accuracy": (res.get("test") or {}).get("accuracy"),
-        "eval": evals,  # {"none", "flip", "10crop", "none+precise_bn", …: accuracy}
+        "eval": eval_figures(d, name),
         "reference_accuracy": ref,
         "reference_data": res.get("reference_data", exp.get("reference_data")) or "",
         "wall_time_s": wall,
@@ -157,6 +153,16 @@ def load_run(run_dir, now=None):
         "history": hist,
         "acc_key": acc_key,
     }
+
+
+def eval_figures(run_dir, data):
+    """What `suite eval` measured on data set `data` (eval.json): {"none", "flip", "10crop", "none+precise_bn", …:
+    accuracy}; {} when it never ran or its file is damaged."""
+    saved = read_json(pathlib.Path(run_dir) / "eval.json")
+    found = saved.get(data) if isinstance(saved, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: v["accuracy"] for k, v in sorted(found.items()) if isinstance(v, dict) and "accuracy" in v}
 
 
 # --------------------------------------------------------------------------------------------- the table
