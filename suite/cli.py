@@ -154,7 +154,7 @@ def cmd_report(a):
 def cmd_viz(a):
     from . import viz
 
-    viz.viz(a.run_dir, a.image, out=a.out)
+    viz.viz(a.run_dir, a.image, out=a.out, precise_bn=a.precise_bn)
     return 0
 
 
@@ -209,6 +209,13 @@ def _shard(text):
     return int(i), int(n)
 
 
+def add_precise_bn(p):
+    p.add_argument("--precise-bn", type=int, default=0, metavar="N",
+                   help="first recompute the BatchNorm statistics over N training images, as runs do since "
+                   "eval.precise_bn (for runs trained without it; the run's files are not changed; default 0: "
+                   "the saved statistics)")
+
+
 def cmd_eval(a):
     from . import evaluate
 
@@ -219,7 +226,7 @@ def cmd_eval(a):
 def cmd_predict(a):
     from . import predict
 
-    predict.predict(a.run_dir, a.images, top=a.top, invert=a.invert)
+    predict.predict(a.run_dir, a.images, top=a.top, invert=a.invert, precise_bn=a.precise_bn)
     return 0
 
 
@@ -330,6 +337,7 @@ def parser():
     vz.add_argument("image", nargs="?", metavar="IMAGE", help="a PNG or JPEG picture (default: the first test "
                     "image of the run's data set)")
     vz.add_argument("--out", metavar="DIR", help="where the PNG files go (default <run-dir>/viz)")
+    add_precise_bn(vz)
     vz.set_defaults(fn=cmd_viz)
 
     ev = sub.add_parser("eval", help="evaluate a trained run's best.keras on a test set, with the papers' "
@@ -340,10 +348,7 @@ def parser():
                     help="none; flip: the image and its mirror; 10crop: AlexNet's four corners + centre and their "
                     "mirrors (softmax averaged)")
     ev.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
-    ev.add_argument("--precise-bn", type=int, default=0, metavar="N",
-                    help="first recompute the BatchNorm statistics over N training images, as runs do since "
-                    "eval.precise_bn (for runs trained without it; the run's files are not changed; default 0: "
-                    "the saved statistics)")
+    add_precise_bn(ev)
     ev.set_defaults(fn=cmd_eval)
 
     pr = sub.add_parser("predict", help="classify your own pictures (PNG/JPEG files or folders) with a trained run")
@@ -352,6 +357,7 @@ def parser():
     pr.add_argument("--top", type=int, default=3, metavar="K", help="how many classes to print (default 3)")
     pr.add_argument("--invert", action="store_true", help="invert the pictures first (dark ink on white paper, for "
                     "networks trained on light-on-dark digits)")
+    add_precise_bn(pr)
     pr.set_defaults(fn=cmd_predict)
 
     st = sub.add_parser("study", help="answer one of the notes' questions: arms × seeds through the runner, a "

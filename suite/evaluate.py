@@ -82,48 +82,23 @@ def with_tta(model, batches, tta, shift, raw_input, shape, mean, std):
             "examples": int(len(labels)), "single_view": metrics(single, labels)}
 
 
-def recompute_bn(t, images):
-    """`eval --precise-bn`: `t.net`'s BatchNorm statistics recomputed in memory as a run with eval.precise_bn =
-    `images` does before its test (runner.precise_bn: the same training images, drawn with the run's train.seed,
-    in its batch size, through its augmentation), for runs trained without it. The augmentation runs on the host
-    here, as `t.net` takes normalised images: for a run that augmented on the device, the same kinds of crops,
-    flips and colour noise (tests/test_augment.py), drawn with other random numbers. The run's files are not
-    touched. Returns the number of images used (0: no BatchNorm)."""
-    from . import data as data_mod
-    from . import pipeline, runner
-
-    cfg = {**t.cfg, "eval": {**t.cfg.get("eval", {}), "precise_bn": images}}
-    dc = cfg["data"]
-    d = data_mod.load(dc["name"])
-    xtr, ytr = data_mod.splits(d, dc)[:2]
-    pca = pipeline.colour_pca(xtr, t.shape[2]) if dc.get("pca_colour", 0.0) > 0 else None
-    parts = dict(train=(xtr, ytr), shape=t.shape, data=d, model=t.net)
-    precise = runner.precise_bn(cfg, parts, dict(mean=t.mean, std=t.std, raw=False, pca=pca), t.net)
-    return precise() if precise else 0
-
-
 def evaluate(run_dir, data=None, tta="none", batch_size=256, precise_bn=0, echo=print):
     """`suite eval`: the run's best.keras on the test split of its data set (or `data`), with its BatchNorm
     statistics recomputed over `precise_bn` training images first when that is not 0; writes eval.json."""
     from . import runner, trained
-    from .precise_bn import bn_layers
 
     if tta not in TTAS:
         raise UserError(f"--tta {tta} is not one of: {', '.join(TTAS)}")
-    if precise_bn < 0:
-        raise UserError(f"--precise-bn {precise_bn}: give a number of training images, e.g. 8192 (0: the "
-                        "statistics saved with the run)")
+    trained.check_precise_bn(precise_bn)
     t0 = time.time()
     t = trained.load(run_dir)
     d = t.data(data)
-    used = recompute_bn(t, precise_bn) if precise_bn else 0
+    used = t.recompute_bn(precise_bn) if precise_bn else 0
     shift = shift_for(t.cfg, t.shape)
     batches = t.batches(d.x_test, d.y_test, batch_size=batch_size, raw=True)
     r = with_tta(t.net, batches, tta, shift, False, t.shape, t.mean, t.std)
-    bn = ("none" if not bn_layers(t.net) else "recomputed" if used
-          else "as saved" if t.cfg.get("eval", {}).get("precise_bn") else "moving averages")
     r.update(data=d.name, checkpoint="best.keras", shift=shift if tta == "10crop" else None, precise_bn=used,
-             batch_norm=bn, time_s=round(time.time() - t0, 2))
+             batch_norm=t.bn, time_s=round(time.time() - t0, 2))
     path = t.run_dir / EVAL_FILE
     saved = runner.read_json(path) or {}  # unreadable: start it afresh (results.json is the run's record)
     saved.setdefault(d.name, {})[tta + ("+precise_bn" if used else "")] = r
@@ -134,12 +109,13 @@ def evaluate(run_dir, data=None, tta="none", batch_size=256, precise_bn=0, echo=
 
 def line(t, r, precise_bn=0):
     """The one line `suite eval` prints."""
+    from .trained import MOVING_AVERAGES
+
     bn = ""
     if r["batch_norm"] == "recomputed":
         bn = f" · BatchNorm statistics recomputed over {r['precise_bn']} training images"
     elif r["batch_norm"] == "moving averages":
-        bn = (" · BatchNorm statistics: the training's moving averages (the run predates eval.precise_bn or turned "
-              "it off; --precise-bn 8192 recomputes them)")
+        bn = " · " + MOVING_AVERAGES
     elif r["batch_norm"] == "none" and precise_bn:
         bn = " · no BatchNorm layers: nothing to recompute"
     top5 = f" · top-5 {r['top5']:.4f}" if "top5" in r else ""

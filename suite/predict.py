@@ -47,14 +47,18 @@ def read_image(path, shape, invert=False):
     return 255 - x if invert else x
 
 
-def predict(run_dir, paths, top=5, invert=False, echo=print):
-    """[(path, [(class name, probability)] best first)] for every image; prints one line per image."""
+def predict(run_dir, paths, top=5, invert=False, precise_bn=0, echo=print, note=None):
+    """[(path, [(class name, probability)] best first)] for every image; prints one line per image (and, to
+    `note`, default stderr, whether the BatchNorm statistics are the training's moving averages or recomputed over
+    `precise_bn` training images)."""
     from . import trained
 
     if top < 1:
         raise UserError(f"--top {top} must be at least 1")
+    trained.check_precise_bn(precise_bn)
     files = image_files(paths)  # before loading the model: a typo fails fast
     t = trained.load(run_dir)
+    trained.note_bn(t, precise_bn, note)
     x = np.stack([read_image(p, t.shape, invert) for p in files])
     probs = np.concatenate([np.asarray(t.net.predict_on_batch(b)) for b, _ in t.batches(x)])
     k = min(top, probs.shape[-1])

@@ -27,6 +27,9 @@ class Trained:
     mean: np.ndarray
     std: np.ndarray
     class_names: list
+    # the BatchNorm statistics `net` holds: "none" (no BatchNorm), "as saved" (recomputed when the run saved them:
+    # eval.precise_bn), "moving averages" (the run predates eval.precise_bn or turned it off), "recomputed"
+    bn: str = "none"
 
     @property
     def num_classes(self):
@@ -40,6 +43,25 @@ class Trained:
         y = np.zeros(len(x), np.int64) if y is None else y
         return pipeline.make(x, y, shape=self.shape, batch_size=batch_size, training=False,  # no crop/flip/shuffle
                              data_cfg=self.cfg["data"], seed=0, mean=self.mean, std=self.std, raw=raw)
+
+    def recompute_bn(self, images):
+        """`--precise-bn N` of eval, predict and viz: the network's BatchNorm statistics recomputed in memory as a
+        run with eval.precise_bn = `images` does before its test (runner.precise_bn: the same training images, drawn
+        with the run's train.seed, in its batch size, through its augmentation), for runs trained without it. The
+        augmentation runs on the host here, as `net` takes normalised images: for a run that augmented on the
+        device, the same kinds of crops, flips and colour noise (tests/test_augment.py), drawn with other random
+        numbers. The run's files are not touched. Returns the number of images used (0: no BatchNorm)."""
+        from . import pipeline, runner
+
+        cfg = {**self.cfg, "eval": {**self.cfg.get("eval", {}), "precise_bn": images}}
+        dc = cfg["data"]
+        d = data_mod.load(dc["name"])
+        xtr, ytr = data_mod.splits(d, dc)[:2]
+        pca = pipeline.colour_pca(xtr, self.shape[2]) if dc.get("pca_colour", 0.0) > 0 else None
+        parts = dict(train=(xtr, ytr), shape=self.shape, data=d, model=self.net)
+        precise = runner.precise_bn(cfg, parts, dict(mean=self.mean, std=self.std, raw=False, pca=pca), self.net)
+        self.bn = "recomputed" if precise else self.bn
+        return precise() if precise else 0
 
     def data(self, name=None):
         """The data set `name` (default: the run's own) after checking it fits the network's classes."""
@@ -118,4 +140,33 @@ def load(run_dir, checkpoint="best"):
             names = []
         if len(names) != n:
             names = [str(i) for i in range(n)]
-    return Trained(d, cfg, results, net, shape, mean, std, list(names))
+    from .precise_bn import bn_layers
+
+    bn = "none" if not bn_layers(net) else "as saved" if cfg.get("eval", {}).get("precise_bn") else "moving averages"
+    return Trained(d, cfg, results, net, shape, mean, std, list(names), bn)
+
+
+def check_precise_bn(images):
+    """`--precise-bn N`: a number of training images (0: the statistics saved with the run)."""
+    if images < 0:
+        raise UserError(f"--precise-bn {images}: give a number of training images, e.g. 8192 (0: the statistics "
+                        "saved with the run)")
+
+
+MOVING_AVERAGES = ("BatchNorm statistics: the training's moving averages (the run predates eval.precise_bn or turned "
+                   "it off; --precise-bn 8192 recomputes them)")
+
+
+def note_bn(t, images, note=None):
+    """predict and viz: recompute `t`'s BatchNorm statistics when `images` (--precise-bn) is not 0, and say on
+    stderr (`note`) what they are when they are not the run's own recomputed ones."""
+    import sys
+
+    note = note or (lambda msg: print(msg, file=sys.stderr))
+    used = t.recompute_bn(images) if images else 0
+    if used:
+        note(f"BatchNorm statistics recomputed over {used} training images (in memory; the run's files are unchanged)")
+    elif images and t.bn == "none":
+        note("no BatchNorm layers: nothing to recompute")
+    elif t.bn == "moving averages":
+        note(MOVING_AVERAGES)

@@ -453,11 +453,14 @@ class _Out:
         self.writer.close()
 
 
-def viz(run_dir, image=None, out=None, echo=print):
-    """Write the pictures for the run in `run_dir` (see the module docstring); returns {name: PNG path}."""
+def viz(run_dir, image=None, out=None, precise_bn=0, echo=print, note=None):
+    """Write the pictures for the run in `run_dir` (see the module docstring); returns {name: PNG path}.
+    precise_bn: recompute the BatchNorm statistics over that many training images first (trained.note_bn)."""
     from . import trained
 
+    trained.check_precise_bn(precise_bn)
     t = trained.load(run_dir)
+    trained.note_bn(t, precise_bn, note)
     net = t.net
     if len(t.shape) != 3 or not _conv_layers(net):
         raise UserError(f"{t.run_dir} holds {net.name}, which has no 2-D convolutions to look inside; "

@@ -135,7 +135,8 @@ def test_predict_reads_pictures_through_the_runs_pipeline(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["not_an_image", "missing_image", "missing_run", "not_a_run", "no_best",
-                                  "damaged_best", "bad_top", "bad_precise_bn"])
+                                  "damaged_best", "bad_top", "bad_precise_bn",
+                                  "bad_precise_bn_predict"])
 def test_bad_inputs_one_line(case, run_dir, tmp_path):
     img = tmp_path / "x.png"
     img.write_text("not a picture")
@@ -152,7 +153,8 @@ def test_bad_inputs_one_line(case, run_dir, tmp_path):
         else:
             (run / "best.keras").write_bytes((run / "best.keras").read_bytes()[:500])
     args = {"missing_image": ["predict", run, tmp_path / "none.png"], "bad_top": ["predict", run, img, "--top", "0"],
-            "bad_precise_bn": ["eval", run, "--precise-bn", "-1"]}
+            "bad_precise_bn": ["eval", run, "--precise-bn", "-1"],
+            "bad_precise_bn_predict": ["predict", run, img, "--precise-bn", "-1"]}
     if case in ("not_an_image",):
         args[case] = ["predict", run, img]
     before = sorted(p.name for p in run_dir.iterdir())

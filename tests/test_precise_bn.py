@@ -95,7 +95,7 @@ def _gap(a, b):
 
 
 def test_a_run_tests_and_saves_its_network_with_recomputed_statistics(tmp_path):
-    from suite import evaluate, trained
+    from suite import trained
 
     on, r_on = _run(tmp_path, "on")
     off, r_off = _run(tmp_path, "off", "--set", "eval.precise_bn=0")
@@ -106,7 +106,7 @@ def test_a_run_tests_and_saves_its_network_with_recomputed_statistics(tmp_path):
     old = trained.load(off, "last")
     assert _gap(saved, _bn_stats(old.net)) > 1e-2  # off saved the moving averages: the check can tell them apart
     # `suite eval --precise-bn` on a run trained without it: what the run with it saved (same images, same pass)
-    assert evaluate.recompute_bn(old, 8192) == 512
+    assert old.bn == "moving averages" and old.recompute_bn(8192) == 512 and old.bn == "recomputed"
     assert _gap(saved, _bn_stats(old.net)) < 1e-4
 
 
@@ -120,6 +120,17 @@ def test_eval_recomputes_an_old_runs_statistics_and_leaves_its_files(tmp_path):
     saved = json.loads((off / "eval.json").read_text())["digits"]
     assert saved["none"]["batch_norm"] == "moving averages" and saved["none"]["precise_bn"] == 0
     assert saved["none+precise_bn"]["batch_norm"] == "recomputed" and saved["none+precise_bn"]["precise_bn"] == 512
+    assert {p.name: p.read_bytes() for p in off.iterdir() if p.is_file() and p.name != "eval.json"} == files
+    # predict (and viz, through the same trained.note_bn) say so, and recompute on request
+    picture = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(picture)
+    plain = run_cli("predict", off, picture)
+    assert plain.returncode == 0 and "moving averages" in plain.stderr, plain.stderr[-2000:]
+    p = run_cli("predict", off, picture, "--precise-bn", "8192")
+    assert p.returncode == 0 and "recomputed over 512 training images" in p.stderr, p.stderr[-2000:]
+    assert p.stdout != plain.stdout  # the probabilities moved
     assert {p.name: p.read_bytes() for p in off.iterdir() if p.is_file() and p.name != "eval.json"} == files
 
 
