@@ -33,7 +33,7 @@ def main():
     recompute = runner.precise_bn(cfg, parts, ds, model)
     if recompute is None:
         sys.exit(f"{a.target}: nothing to measure (no BatchNorm, or eval.precise_bn = 0)")
-    n = min(a.steps, parts["steps"])  # an epoch shorter than --steps (digits: 11 of 128) ends the fit early
+    n = min(a.steps, parts["steps"])  # an epoch shorter than --steps (digits: 11 steps) ends the fit early
     train = ds["train"].take(n)
     model.fit(train, epochs=1, verbose=0)
     recompute()

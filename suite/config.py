@@ -385,6 +385,16 @@ def _dated(value):
     return False
 
 
+def check_range(key, v, what=None):
+    """A UserError when number `v` is outside RANGES[key]; `what` names it in the message (default "key = v")."""
+    lo, hi, lo_inc, hi_inc = RANGES[key]
+    what = what or f"{key} = {v}"
+    if lo is not None and (v < lo or (v == lo and not lo_inc)):
+        raise UserError(f"{what} is out of range: it must be {'≥' if lo_inc else '>'} {lo}")
+    if hi is not None and (v > hi or (v == hi and not hi_inc)):
+        raise UserError(f"{what} is out of range: it must be {'≤' if hi_inc else '<'} {hi}")
+
+
 def validate(cfg):
     name = cfg["experiment"]["name"]
     if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
@@ -396,15 +406,10 @@ def validate(cfg):
         sec, k = key.split(".")
         if k in cfg[sec] and cfg[sec][k] not in choices:
             raise UserError(f"{key} = {cfg[sec][k]!r} is not one of: {', '.join(map(str, choices))}")
-    for key, (lo, hi, lo_inc, hi_inc) in RANGES.items():
+    for key in RANGES:
         sec, k = key.split(".")
-        if k not in cfg[sec] or not isinstance(cfg[sec][k], (int, float)):
-            continue
-        v = cfg[sec][k]
-        if lo is not None and (v < lo or (v == lo and not lo_inc)):
-            raise UserError(f"{key} = {v} is out of range: it must be {'≥' if lo_inc else '>'} {lo}")
-        if hi is not None and (v > hi or (v == hi and not hi_inc)):
-            raise UserError(f"{key} = {v} is out of range: it must be {'≤' if hi_inc else '<'} {hi}")
+        if k in cfg[sec] and isinstance(cfg[sec][k], (int, float)):
+            check_range(key, cfg[sec][k])
     size = cfg["data"]["image_size"]
     if size and (len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size)):
         raise UserError(f"data.image_size = {size} must be [height, width] in pixels, or [] to keep the size")

@@ -109,15 +109,10 @@ def evaluate(run_dir, data=None, tta="none", batch_size=256, precise_bn=0, echo=
 
 def line(t, r, precise_bn=0):
     """The one line `suite eval` prints."""
-    from .trained import MOVING_AVERAGES
+    from .trained import bn_note
 
-    bn = ""
-    if r["batch_norm"] == "recomputed":
-        bn = f" · BatchNorm statistics recomputed over {r['precise_bn']} training images"
-    elif r["batch_norm"] == "moving averages":
-        bn = " · " + MOVING_AVERAGES
-    elif r["batch_norm"] == "none" and precise_bn:
-        bn = " · no BatchNorm layers: nothing to recompute"
+    bn = bn_note(t, precise_bn, r["precise_bn"])
+    bn = f" · {bn}" if bn else ""
     top5 = f" · top-5 {r['top5']:.4f}" if "top5" in r else ""
     gain = ""
     if r["tta"] != "none":

@@ -226,8 +226,8 @@ def to_csv(rows):
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
     for r in rows:
-        w.writerow([(json.dumps(r[k]) if r[k] else "") if k == "eval"  # {TTA: accuracy} as JSON
-                    else "" if r.get(k) is None else r.get(k) for k in CSV_FIELDS[:-1]] + [str(r["dir"])])
+        raw = {**r, "eval": json.dumps(r["eval"]) if r["eval"] else None}  # {TTA: accuracy} as JSON
+        w.writerow(["" if raw.get(k) is None else raw[k] for k in CSV_FIELDS[:-1]] + [str(r["dir"])])
     return buf.getvalue()
 
 

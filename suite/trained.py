@@ -147,26 +147,30 @@ def load(run_dir, checkpoint="best"):
 
 
 def check_precise_bn(images):
-    """`--precise-bn N`: a number of training images (0: the statistics saved with the run)."""
-    if images < 0:
-        raise UserError(f"--precise-bn {images}: give a number of training images, e.g. 8192 (0: the statistics "
-                        "saved with the run)")
+    """`--precise-bn N`: a number of training images, as eval.precise_bn (0: the statistics saved with the run)."""
+    from .config import check_range
+
+    check_range("eval.precise_bn", images, f"--precise-bn {images} (training images, as eval.precise_bn)")
 
 
-MOVING_AVERAGES = ("BatchNorm statistics: the training's moving averages (the run predates eval.precise_bn or turned "
-                   "it off; --precise-bn 8192 recomputes them)")
+def bn_note(t, requested, used):
+    """What eval, predict and viz say of `t`'s BatchNorm statistics after `--precise-bn requested` recomputed them
+    over `used` images: "" when they are the run's own recomputed ones."""
+    if used:
+        return f"BatchNorm statistics recomputed over {used} training images (in memory; the run's files are unchanged)"
+    if requested and t.bn == "none":
+        return "no BatchNorm layers: nothing to recompute"
+    if t.bn == "moving averages":
+        return ("BatchNorm statistics: the training's moving averages (the run predates eval.precise_bn or turned it "
+                "off; --precise-bn 8192 recomputes them)")
+    return ""
 
 
 def note_bn(t, images, note=None):
-    """predict and viz: recompute `t`'s BatchNorm statistics when `images` (--precise-bn) is not 0, and say on
-    stderr (`note`) what they are when they are not the run's own recomputed ones."""
+    """predict and viz: recompute `t`'s BatchNorm statistics when `images` (--precise-bn) is not 0, and say what
+    they are on stderr (`note`), as bn_note puts it."""
     import sys
 
-    note = note or (lambda msg: print(msg, file=sys.stderr))
-    used = t.recompute_bn(images) if images else 0
-    if used:
-        note(f"BatchNorm statistics recomputed over {used} training images (in memory; the run's files are unchanged)")
-    elif images and t.bn == "none":
-        note("no BatchNorm layers: nothing to recompute")
-    elif t.bn == "moving averages":
-        note(MOVING_AVERAGES)
+    said = bn_note(t, images, t.recompute_bn(images) if images else 0)
+    if said:
+        (note or (lambda msg: print(msg, file=sys.stderr)))(said)
