@@ -5,6 +5,7 @@ this file pins published parameter counts and the layouts the papers describe.
 """
 
 import numpy as np
+import keras
 import pytest
 
 from suite import registry
@@ -202,6 +203,18 @@ def test_rnn_reads_image_rows(name, cls):
     m = registry.build(name, (28, 28, 1), 10, units=16)
     assert tuple(m.get_layer("rows").output.shape[1:]) == (28, 28)
     assert any(type(layer).__name__ == cls for layer in m.layers)
+
+def test_rnn_reads_pixels_in_raster_order():
+    # read="pixels": H·W steps of C features (sequential MNIST); step t is pixel (t // W, t % W), channels together
+    m = registry.build("gru", (4, 5, 2), 10, units=4, read="pixels")
+    seq = keras.Model(m.input, m.get_layer("pixels").output)
+    x = np.arange(4 * 5 * 2, dtype="float32").reshape(1, 4, 5, 2)
+    out = np.asarray(seq(x))
+    assert out.shape == (1, 20, 2)
+    assert out[0, 7].tolist() == x[0, 1, 2].tolist()
+    with pytest.raises(ValueError, match="read must be one of rows, pixels"):
+        registry.build("rnn", (8, 8, 1), 10, read="columns")
+
 
 
 def test_rnn_token_input_embedding_vs_one_hot():

@@ -5,7 +5,9 @@ replace the one-hot input with an Embedding and the cell with LSTM/GRU. Here one
 it: `cell="simple"|"lstm"|"gru"` (registered as "rnn", "lstm", "gru").
 
 Inputs, by the rank of `input_shape`:
-  (H, W, C) an image, read as H time steps of W·C features (MNIST: 28 rows of 28 pixels; digits: 8×8);
+  (H, W, C) an image, read as H time steps of W·C features (MNIST: 28 rows of 28 pixels; digits: 8×8), or with
+            `read="pixels"` as H·W time steps of C features, one pixel at a time in raster order: the "sequential
+            MNIST" of Le et al. 2015 (784 steps), a test of long-range memory where a plain RNN's gradient vanishes;
   (T, F)    a sequence of feature vectors;
   (T,)      integer tokens in [0, vocab_size): one-hot encoded (`embedding=0`, the notes' first version)
             or an Embedding of that size (`embedding=N`, the notes' second version).
@@ -20,14 +22,17 @@ from ..registry import register
 from . import blocks
 
 CELLS = {"simple": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}  # keras.layers classes
+READS = ("rows", "pixels")
 
 
 def rnn(input_shape=(28, 28, 1), num_classes=10, *, cell="lstm", units=128, num_layers=1, bidirectional=False,
         activation="tanh", dropout=0.0, embedding=0, vocab_size=0, sequence_output=False, weight_decay=0.0,
-        initializer="glorot_uniform", name="rnn"):
+        initializer="glorot_uniform", read="rows", name="rnn"):
     """Recurrent classifier over image rows, feature sequences or token sequences."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+    if read not in READS:
+        raise ValueError(f"read must be one of {', '.join(READS)}, not {read!r}")
     if len(input_shape) == 1:
         x = inp = keras.Input(shape=tuple(input_shape), dtype="int32", name="input")
         vocab = vocab_size or num_classes
@@ -39,7 +44,7 @@ def rnn(input_shape=(28, 28, 1), num_classes=10, *, cell="lstm", units=128, num_
         x = inp = blocks.inputs(input_shape)
         if len(input_shape) == 3:
             h, w, c = input_shape
-            x = layers.Reshape((h, w * c), name="rows")(x)
+            x = layers.Reshape((h, w * c) if read == "rows" else (h * w, c), name=read)(x)
     else:
         raise ValueError(f"rnn: input_shape must be (H, W, C), (T, F) or (T,), not {tuple(input_shape)}")
     reg = blocks.regularizer(weight_decay)
