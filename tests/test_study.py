@@ -76,6 +76,17 @@ def test_exact_constants_small_samples_and_diverged_arms():
     assert overall == "contradicted"
 
 
+def test_training_loss_leaves_out_the_auxiliary_classifiers():
+    # GoogLeNet's "loss" = main + 0.3 × (aux1 + aux2) + penalty: a study compares the main one (+ penalty) only
+    hist = {"loss": [2.0, 1.3], "predictions_loss": [1.0, 0.5], "aux1_predictions_loss": [2.0, 1.5],
+            "aux2_predictions_loss": [1.0, 0.5], "predictions_accuracy": [0.5, 0.8]}
+    f = study.figures({"status": "complete", "test": {"accuracy": 0.75}}, hist)
+    assert f["final_train_loss"] == pytest.approx(1.3 - 0.3 * 2.0)
+    assert f["final_train_accuracy"] == 0.8 and f["generalisation_gap"] == pytest.approx(0.05)
+    assert study.main_loss({"loss": [2.0, None]}) == [2.0, None]  # one output: Keras' loss as it is
+    assert study.main_loss({**hist, "loss": [None, 1.3]}) == [None, pytest.approx(0.7)]
+
+
 # ------------------------------------------------------------------------------------------ study files
 
 def _write(tmp_path, text, name="s.toml"):

@@ -11,6 +11,7 @@ from .. import report as run_report
 from .. import runner
 from ..table import render
 from . import spec, verdict
+from . import study as study_runs
 
 COLUMNS = [("test_accuracy", "test acc", "pct"), ("best_val_accuracy", "best val acc", "pct"),
            ("final_train_loss", "final train loss", "num"), ("generalisation_gap", "train−test gap", "pct"),
@@ -103,7 +104,8 @@ def plot(study, records, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for arm in study.arms:
         for ax, key in zip(axes, ("val_accuracy", "loss")):
-            curves = [r["history"].get(key) or r["history"].get(key.replace("accuracy", "predictions_accuracy"))
+            curves = [study_runs.main_loss(r["history"]) if key == "loss" else
+                      r["history"].get(key) or r["history"].get(key.replace("accuracy", "predictions_accuracy"))
                       for r in records if r["arm"] == arm]
             curves = [np.array([np.nan if v is None else v for v in c], float) for c in curves if c]
             if not curves:

@@ -26,10 +26,23 @@ def plan(study, seeds, full=False, overrides=(), logdir="logs"):
     return root, out
 
 
+def main_loss(hist):
+    """The training loss per epoch without the auxiliary classifiers' (GoogLeNet): Keras' "loss" adds them, weighted,
+    to the main classifier's and the weight penalty, so an arm with them would not compare with one without."""
+    from ..nets.googlenet import AUX_LOSS_WEIGHT
+
+    loss = hist.get("loss") or []
+    aux = [hist[k] for k in sorted(hist) if k.startswith("aux") and k.endswith("_loss")]
+    if not aux:
+        return loss
+    parts = zip(loss, *aux)
+    return [None if None in p else p[0] - AUX_LOSS_WEIGHT * sum(p[1:]) for p in parts]
+
+
 def figures(results, hist, target=0.0):
     """One run's figures, under the study metrics' names (suite.studies.spec.METRICS)."""
     test = results.get("test") or {}
-    loss, acc = hist.get("loss") or [], hist.get("accuracy") or hist.get("predictions_accuracy") or []
+    loss, acc = main_loss(hist), hist.get("accuracy") or hist.get("predictions_accuracy") or []
     val = hist.get("val_accuracy") or hist.get("val_predictions_accuracy") or []
     ok = results.get("status") == "complete"
 
