@@ -160,6 +160,9 @@ def test_cli_table_and_errors(capsys):
     assert code == 0 and "(32−5+2·0)/1+1 = 28" in out and "Total params: 61,706" in out
     code, out = _cli("show", "exercise2_cnn", "--input", "8,8,1")
     assert code == 2 and "cannot take" in capsys.readouterr().err
+    code, _ = _cli("show", "rnn", "--set", "model.read=columns")  # a knob's value: no advice about the input
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot build rnn: read must be one of rows, pixels" in err and "--input" not in err
     assert _cli("show", "lenet5", "--input", "a,b")[0] == 2
     assert _cli("show", "lenet5", "--set", "model.nope=1")[0] == 2
     assert "--config" in capsys.readouterr().err
