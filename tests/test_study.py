@@ -16,6 +16,7 @@ import pytest
 
 from conftest import ROOT
 from suite import cli
+from suite.errors import UserError
 from suite.studies import spec, study, verdict
 
 TINY = '''
@@ -138,6 +139,33 @@ def test_every_shipped_study_loads_and_resolves():
             assert spec.arm_config(s, a, 0, full=True)["data"]["name"] != "digits" or not s.full, (name, a)
     rc, out, _ = main("study", "--list")
     assert rc == 0 and len(out.strip().splitlines()) == len(found)
+
+
+SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10)}  # the sets studies use
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["default", "full"])
+def test_every_shipped_study_arm_builds_for_its_data(full):
+    # Resolving (above) checks the settings; this builds each arm's network for its data set's images, as `run`
+    # would, so an arm that cannot take them fails here and not after hours of other runs (--full: on a GPU)
+    import keras
+
+    from suite import runner, show
+
+    for name, (_, path) in spec.studies().items():
+        s = spec.load(path)
+        for arm in (s.arms if s.full or not full else []):
+            cfg = spec.arm_config(s, arm, 0, full=full)
+            d = cfg["data"]
+            (h, w, c), n = SHAPES[d["name"]]
+            shape = (*(d["image_size"] or (h, w)), d["channels"] or c)
+            try:
+                model = show.build(cfg, shape, n)
+                runner.check_shapes(model, cfg["model"]["name"], shape)
+            except UserError as e:
+                pytest.fail(f"study {name}, arm {arm}{' (--full)' if full else ''}: {e}")
+            assert model.outputs[0].shape[-1] == n, (name, arm)
+            keras.backend.clear_session()
 
 
 # ------------------------------------------------------------------------------------------ end to end
