@@ -29,6 +29,11 @@ paper's 5×5/3 average pool whenever the map at 4a/4d is at least 5×5 (16×16 �
 on MNIST, exactly the paper's 4×4 on ImageNet); on smaller maps (e.g. 64-px inputs with the ImageNet
 stem, or 8×8 digits) the pool becomes a global average pool, so the head still sees a 1×1×C map.
 `width` multiplies every filter count (1.0 = the paper; 0.25 trains quickly on a CPU).
+
+`reduce=False` builds every module as the paper's "naive" Inception (Fig. 2(a)): the 3×3 and 5×5 convs read the
+module's input directly and the max-pool branch passes it through, with no 1×1 reductions or projection. §4's
+reason for the reductions shows: the pool branch carries each module's input channels into its output, so the
+maps thicken from module to module and the parameters and multiply-adds grow with them.
 No `padding` knob: branches must keep their size to be concatenated.
 """
 
@@ -60,16 +65,18 @@ def _lrn(x, name):
     return LocalResponseNorm(5, k=1.0, alpha=1e-4 / 5, beta=0.75, name=name)(x)
 
 
-def inception_block(x, filters, *, name, **kw):
-    """The four-branch inception module; `filters` = (1×1, 3×3 reduce, 3×3, 5×5 reduce, 5×5, pool proj)."""
+def inception_block(x, filters, *, name, reduce=True, **kw):
+    """The four-branch inception module; `filters` = (1×1, 3×3 reduce, 3×3, 5×5 reduce, 5×5, pool proj).
+    reduce=False: the naive module of Fig. 2(a), without the 1×1 reductions and the pool projection."""
     f1, r3, f3, r5, f5, fp = filters
     b1 = blocks.conv(x, f1, 1, name=f"{name}_1x1", **kw)
-    b2 = blocks.conv(x, r3, 1, name=f"{name}_3x3_reduce", **kw)
+    b2 = blocks.conv(x, r3, 1, name=f"{name}_3x3_reduce", **kw) if reduce else x
     b2 = blocks.conv(b2, f3, 3, name=f"{name}_3x3", **kw)
-    b3 = blocks.conv(x, r5, 1, name=f"{name}_5x5_reduce", **kw)
+    b3 = blocks.conv(x, r5, 1, name=f"{name}_5x5_reduce", **kw) if reduce else x
     b3 = blocks.conv(b3, f5, 5, name=f"{name}_5x5", **kw)
     b4 = blocks.pool(x, "max", 3, 1, padding="same", name=f"{name}_pool")
-    b4 = blocks.conv(b4, fp, 1, name=f"{name}_pool_proj", **kw)
+    if reduce:
+        b4 = blocks.conv(b4, fp, 1, name=f"{name}_pool_proj", **kw)
     return layers.Concatenate(name=f"{name}_output")([b1, b2, b3, b4])
 
 
@@ -89,7 +96,7 @@ def aux_head(x, num_classes, *, filters=128, units=1024, dropout=0.7, name, **kw
 
 def googlenet(input_shape=(224, 224, 3), num_classes=1000, *, aux_logits=True, stem="auto", activation="relu",
               batch_norm=False, lrn=False, dropout=0.4, aux_dropout=0.7, weight_decay=0.0,
-              initializer="glorot_uniform", width=1.0, name="googlenet"):
+              initializer="glorot_uniform", width=1.0, reduce=True, name="googlenet"):
     """GoogLeNet (Inception v1): nine inception modules; two auxiliary classifiers while training."""
     stem = blocks.pick_stem(stem, input_shape, "small")
     f = blocks.scaler(width)
@@ -112,7 +119,7 @@ def googlenet(input_shape=(224, 224, 3), num_classes=1000, *, aux_logits=True, s
         if stage.startswith("pool"):
             x = blocks.pool(x, "max", 3, 2, padding="same", name=f"{stage}_3x3_s2")
             continue
-        x = inception_block(x, [f(n) for n in INCEPTION[stage]], name=f"inception_{stage}", **kw)
+        x = inception_block(x, [f(n) for n in INCEPTION[stage]], name=f"inception_{stage}", reduce=reduce, **kw)
         if aux_logits and stage in ("4a", "4d"):
             aux.append(aux_head(x, num_classes, filters=f(128), units=f(1024), dropout=aux_dropout,
                                 name=f"aux{len(aux) + 1}", **kw))
