@@ -653,10 +653,10 @@ def build(cfg, shape, num_classes):
     try:
         return registry.build(m["name"], shape, num_classes, **kw)
     except ValueError as e:
-        from .runner import _failing_layer
+        from .runner import failing_layer
 
         msg = one_line(e, 300, kind=False)
-        if _failing_layer(e.__traceback__)[0] is None and "map" not in msg:  # a knob's value, not the input's size
+        if failing_layer(e.__traceback__)[0] is None and "map" not in msg:  # a knob's value, not the input's size
             raise UserError(f"cannot build {m['name']}: {msg}") from None
         raise UserError(f"{m['name']} cannot take a {fmt_shape(shape)} input with these settings: {msg}; "
                         "try another --input, padding='same' or a small-image stem") from None

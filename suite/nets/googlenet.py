@@ -34,6 +34,7 @@ stem, or 8×8 digits) the pool becomes a global average pool, so the head still 
 module's input directly and the max-pool branch passes it through, with no 1×1 reductions or projection. §4's
 reason for the reductions shows: the pool branch carries each module's input channels into its output, so the
 maps thicken from module to module and the parameters and multiply-adds grow with them.
+
 No `padding` knob: branches must keep their size to be concatenated.
 """
 

@@ -7,7 +7,8 @@ it: `cell="simple"|"lstm"|"gru"` (registered as "rnn", "lstm", "gru").
 Inputs, by the rank of `input_shape`:
   (H, W, C) an image, read as H time steps of W·C features (MNIST: 28 rows of 28 pixels; digits: 8×8), or with
             `read="pixels"` as H·W time steps of C features, one pixel at a time in raster order: the "sequential
-            MNIST" of Le et al. 2015 (784 steps), a test of long-range memory where a plain RNN's gradient vanishes;
+            MNIST" of Le et al. 2015, a test of long-range memory (over its 784 steps a plain tanh RNN's gradient
+            vanishes; experiments/studies/recurrent.toml asks it on the digits' 64);
   (T, F)    a sequence of feature vectors;
   (T,)      integer tokens in [0, vocab_size): one-hot encoded (`embedding=0`, the notes' first version)
             or an Embedding of that size (`embedding=N`, the notes' second version).
