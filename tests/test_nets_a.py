@@ -204,6 +204,7 @@ def test_rnn_reads_image_rows(name, cls):
     assert tuple(m.get_layer("rows").output.shape[1:]) == (28, 28)
     assert any(type(layer).__name__ == cls for layer in m.layers)
 
+
 def test_rnn_reads_pixels_in_raster_order():
     # read="pixels": H·W steps of C features (sequential MNIST); step t is pixel (t // W, t % W), channels together
     m = registry.build("gru", (4, 5, 2), 10, units=4, read="pixels")
@@ -214,7 +215,6 @@ def test_rnn_reads_pixels_in_raster_order():
     assert out[0, 7].tolist() == x[0, 1, 2].tolist()
     with pytest.raises(ValueError, match="read must be one of rows, pixels"):
         registry.build("rnn", (8, 8, 1), 10, read="columns")
-
 
 
 def test_rnn_token_input_embedding_vs_one_hot():

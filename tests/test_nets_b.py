@@ -111,14 +111,14 @@ def test_googlenet_naive_inception_fig2a():
     # reduce=False: no 1×1 reductions or pool projections; each module's output = its 1×1 + 3×3 + 5×5 maps plus the
     # input it passes through the pool, so the channels add up from the stem's 192 (Fig. 2(a), §4's blow-up)
     m = googlenet.googlenet((32, 32, 3), 10, aux_logits=False, reduce=False)
-    names = [layer.name for layer in m.layers]
-    assert not [n for n in names if "_reduce" in n or "_pool_proj" in n]
-    assert "inception_3a_3x3_reduce_conv" in [layer.name for layer in googlenet.googlenet((32, 32, 3), 10).layers]
+    paper = googlenet.googlenet((32, 32, 3), 10, aux_logits=False)
+    assert not [layer for layer in m.layers if "_reduce" in layer.name or "_pool_proj" in layer.name]
+    assert "inception_3a_3x3_reduce_conv" in [layer.name for layer in paper.layers]
     assert m.get_layer("inception_5b_output").output.shape[-1] == 192 + sum(
         f1 + f3 + f5 for f1, _, f3, _, f5, _ in googlenet.INCEPTION.values()) == 4944
     # the 3×3 of 3a reads the stem's 192 maps directly: 3·3·192·128 weights + 128 biases
     assert m.get_layer("inception_3a_3x3_conv").count_params() == 9 * 192 * 128 + 128
-    assert total(m) > 10 * total(googlenet.googlenet((32, 32, 3), 10, aux_logits=False))
+    assert total(m) > 10 * total(paper)
 
 
 def test_resnext50_32x4d_matches_torchvision():
