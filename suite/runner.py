@@ -272,7 +272,7 @@ def _describe(layer):
     return ", ".join(bits)
 
 
-def failing_layer(tb):
+def _failing_layer(tb):
     """The innermost Keras layer being called when a build failed, and its input tensor (or None, None).
     Keras filters its own frames from tracebacks but keeps the error handler's, whose `args` are
     (layer, inputs, ...)."""
@@ -291,9 +291,13 @@ def failing_layer(tb):
 
 def build_error(e, name, shape):
     """A one-line UserError for a builder's ValueError, naming the layer and the map size it got."""
+    from .nets.blocks import KnobError
+
     h, w, c = shape
     msg = one_line(e, limit=None, kind=False)
-    layer, x = failing_layer(e.__traceback__)
+    if isinstance(e, KnobError):  # a knob's value, wrong for any images
+        return UserError(f"cannot build {name}: {msg[:300]}")
+    layer, x = _failing_layer(e.__traceback__)
     if layer is None:  # the builder's own message (e.g. exercise2_cnn names the layer itself)
         return UserError(f"cannot build {name} for {h}×{w}×{c} images: {msg[:300]}")
     if any(s in msg.lower() for s in ("negative", "zero", "too small", "output size")):

@@ -647,19 +647,18 @@ def input_for(cfg, target, overrides, input_shape=None, classes=None):
 
 def build(cfg, shape, num_classes):
     from . import registry
+    from .nets.blocks import KnobError
 
     m = cfg["model"]
     kw = {k: v for k, v in m.items() if k != "name"}
     try:
         return registry.build(m["name"], shape, num_classes, **kw)
+    except KnobError as e:  # wrong whatever the input: no advice about its size
+        raise UserError(f"cannot build {m['name']}: {one_line(e, 300, kind=False)}") from None
     except ValueError as e:
-        from .runner import failing_layer
-
-        msg = one_line(e, 300, kind=False)
-        if failing_layer(e.__traceback__)[0] is None and "map" not in msg:  # a knob's value, not the input's size
-            raise UserError(f"cannot build {m['name']}: {msg}") from None
-        raise UserError(f"{m['name']} cannot take a {fmt_shape(shape)} input with these settings: {msg}; "
-                        "try another --input, padding='same' or a small-image stem") from None
+        raise UserError(f"{m['name']} cannot take a {fmt_shape(shape)} input with these settings: "
+                        f"{one_line(e, 300, kind=False)}; try another --input, padding='same' or a small-image stem"
+                        ) from None
 
 
 def show(target, overrides=(), input_shape=None, classes=None, echo=print):

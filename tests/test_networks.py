@@ -135,6 +135,37 @@ def test_registry_unknown_name_suggests():
         registry.get("alexnett")
 
 
+# One bad value per knob check in the builders: wrong whatever the input, so the CLI says it without advice about
+# the images' size (runner.build_error, show.build).
+BAD_KNOBS = [("resnet20", dict(depth=21)), ("resnet18", dict(depth=19)), ("resnet20", dict(shortcut="b2")),
+             ("resnet50", dict(bottleneck_stride="2x2")), ("resnext50_32x4d", dict(group_conv="fast")),
+             ("resnext50_32x4d", dict(depth=51)), ("resnext29_8x64d", dict(depth=30)), ("vgg16", dict(depth=17)),
+             ("vgg16", dict(stacks="5x5")), ("vgg16", dict(head="big")), ("densenet_bc100", dict(depth=101)),
+             ("densenet121", dict(blocks=[6, 0])), ("nin", dict(kernels=[5])), ("allcnn_c", dict(downsample="no")),
+             ("allcnn_c", dict(pooling="min")), ("rnn", dict(cell="tanh")), ("rnn", dict(read="columns")),
+             ("dilated_hdc", dict(rates=[])), ("exercise2_cnn", dict(head="mlp")), ("zfnet", dict(conv_filters=[8])),
+             ("alexnet", dict(stem="tiny"))]
+
+
+@pytest.mark.parametrize("name, knobs", BAD_KNOBS, ids=[f"{n}-{next(iter(k))}" for n, k in BAD_KNOBS])
+def test_a_bad_knob_value_is_a_knob_error(name, knobs):
+    from suite.nets.blocks import KnobError
+    from suite.runner import build_error
+
+    with pytest.raises(KnobError) as e:
+        registry.build(name, SMALL, 10, **knobs)
+    said = str(build_error(e.value, name, SMALL))
+    assert said.startswith(f"cannot build {name}: ") and "images" not in said
+
+
+def test_a_map_too_small_is_not_a_knob_error():
+    from suite.nets.blocks import KnobError
+
+    with pytest.raises(ValueError, match="needs a map of at least") as e:
+        registry.build("vgg16", (8, 8, 1), 10, padding="valid")
+    assert not isinstance(e.value, KnobError)
+
+
 def test_variant_keeps_knobs_overridable():
     d = registry.get("lenet5_modern").defaults()
     assert d["activation"] == "relu" and d["pooling"] == "max"

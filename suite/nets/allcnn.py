@@ -36,9 +36,9 @@ def allcnn(input_shape=(32, 32, 3), num_classes=10, *, downsample="stride", pool
            initializer="he_normal", class_relu=True, width=1.0, name="allcnn_c"):
     """Model C family: two 3×3 conv stages with pooling or strided-conv downsampling, 1×1 convs, GAP."""
     if downsample not in DOWNSAMPLE:
-        raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE)}, not {downsample!r}")
+        raise blocks.KnobError(f"downsample must be one of {', '.join(DOWNSAMPLE)}, not {downsample!r}")
     if pooling not in ("max", "avg"):
-        raise ValueError(f"pooling must be max or avg (the pool of downsample=pool/convpool), not {pooling!r}")
+        raise blocks.KnobError(f"pooling must be max or avg (the pool of downsample=pool/convpool), not {pooling!r}")
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     f = blocks.scaler(width)
     x = inp = blocks.inputs(input_shape)

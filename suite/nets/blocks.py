@@ -3,6 +3,12 @@
 from ..lazy import keras, layers
 
 
+class KnobError(ValueError):
+    """A knob's value the builder cannot take (a depth, a choice, a list of the wrong length), whatever the input;
+    the message names the knob and what it may be. The CLI says it as it is, while a plain ValueError from a builder
+    (a map too small for a layer) gets advice about the input's size (runner.build_error)."""
+
+
 def regularizer(weight_decay):
     # Papers quote SGD weight decay λ (grad += λ·w); Keras' L2(l) adds l·Σw², whose gradient is 2l·w.
     return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
@@ -81,5 +87,5 @@ def pick_stem(value, input_shape, small, knob="stem"):
     if value == "auto":
         return small if is_small(input_shape) else "imagenet"
     if value not in (small, "imagenet"):
-        raise ValueError(f"{knob} must be auto, {small} or imagenet, not {value!r}")
+        raise KnobError(f"{knob} must be auto, {small} or imagenet, not {value!r}")
     return value

@@ -82,7 +82,7 @@ def densenet(input_shape=(224, 224, 3), num_classes=1000, *, blocks=[6, 12, 24, 
     """DenseNet-BC for ImageNet (Huang et al. 2017, Table 1): 4 dense blocks, k = 32."""
     stem = nb.pick_stem(stem, input_shape, "cifar")
     if not blocks or not all(isinstance(n, int) and n > 0 for n in blocks):
-        raise ValueError(f"blocks must be a list of positive layer counts, not {blocks}")
+        raise nb.KnobError(f"blocks must be a list of positive layer counts, not {blocks}")
     k = max(1, int(round(growth_rate * width)))
     kw = dict(activation=activation, batch_norm=batch_norm, dropout=dropout, weight_decay=weight_decay,
               initializer=initializer, bottleneck=bottleneck)
@@ -106,8 +106,8 @@ def densenet_cifar(input_shape=(32, 32, 3), num_classes=10, *, depth=100, growth
     """DenseNet(-BC) for CIFAR (Huang et al. 2017 §3): 3 equal dense blocks, depth L."""
     per = 6 if bottleneck else 3
     if depth < 4 + per or (depth - 4) % per:
-        raise ValueError(f"CIFAR DenseNet depth must be {per}n+4 ({'with' if bottleneck else 'without'} "
-                         f"bottlenecks), e.g. {'100, 190, 250' if bottleneck else '40, 100'}; not {depth}")
+        raise nb.KnobError(f"CIFAR DenseNet depth must be {per}n+4 ({'with' if bottleneck else 'without'} "
+                           f"bottlenecks), e.g. {'100, 190, 250' if bottleneck else '40, 100'}; not {depth}")
     n = (depth - 4) // per
     k = max(1, int(round(growth_rate * width)))
     kw = dict(activation=activation, batch_norm=batch_norm, dropout=dropout, weight_decay=weight_decay,

@@ -54,7 +54,7 @@ def dilated(input_shape=(32, 32, 3), num_classes=10, *, rates=[2, 4, 6], repeats
             initializer="he_normal", width=1.0, name="dilated"):
     """Stem, then `repeats` × len(rates) dilated 3×3 convs at one resolution, GAP, softmax."""
     if not rates or any(int(r) < 1 for r in rates):
-        raise ValueError(f"rates must be a non-empty list of positive dilation rates, not {rates}")
+        raise blocks.KnobError(f"rates must be a non-empty list of positive dilation rates, not {rates}")
     stem = blocks.pick_stem(stem, input_shape, "small")
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     f = blocks.scaler(width)

@@ -53,7 +53,7 @@ def exercise2_cnn(input_shape=(32, 32, 3), num_classes=10, *, padding="valid", a
     2014 §3.2: a 1×1 conv to one map per class after the last conv stage, global average pooling, softmax; no
     FC layers, so `units` and `dropout` are unused)."""
     if head not in ("fc", "gap"):
-        raise ValueError(f"exercise2_cnn: head must be 'fc' or 'gap', not {head!r}")
+        raise blocks.KnobError(f"exercise2_cnn: head must be 'fc' or 'gap', not {head!r}")
     filters = list(filters)
     if conv_blocks:
         while len(filters) < conv_blocks:

@@ -31,8 +31,8 @@ def nin(input_shape=(32, 32, 3), num_classes=10, *, maps=[[192, 160, 96], [192, 
         dropout=0.5, weight_decay=0.0, initializer="he_normal", class_relu=True, width=1.0, name="nin"):
     """Network in Network: mlpconv blocks (k×k conv + 1×1 convs), global average pooling, no FC."""
     if len(maps) != len(kernels) or len(pools) != len(maps) - 1:
-        raise ValueError(f"nin needs one kernel size per mlpconv block and one pool between blocks: "
-                         f"maps={maps}, kernels={kernels}, pools={pools}")
+        raise blocks.KnobError(f"nin needs one kernel size per mlpconv block and one pool between blocks: "
+                               f"maps={maps}, kernels={kernels}, pools={pools}")
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     f = blocks.scaler(width)
     x = inp = blocks.inputs(input_shape)

@@ -53,7 +53,7 @@ IMAGENET_DEPTHS = {
 
 def _group_impl(group_conv):
     if group_conv not in ("auto", "native", "split"):
-        raise ValueError(f"group_conv must be auto, native or split, not {group_conv!r}")
+        raise blocks.KnobError(f"group_conv must be auto, native or split, not {group_conv!r}")
     if group_conv == "auto":
         if keras.backend.backend() != "tensorflow":
             return "native"
@@ -85,7 +85,7 @@ def grouped_conv(x, filters, kernel_size, *, strides=1, groups=1, group_conv="au
 def shortcut_branch(x, filters, strides, shortcut, *, batch_norm, weight_decay, initializer, name, **_):
     """The shortcut of one block: a tensor of shape (H/strides, W/strides, filters), or None for "none"."""
     if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, not {shortcut!r}")
+        raise blocks.KnobError(f"shortcut must be one of {', '.join(SHORTCUTS)}, not {shortcut!r}")
     if shortcut == "none":
         return None
     changes = strides != 1 or x.shape[-1] != filters
@@ -117,7 +117,7 @@ def bottleneck_block(x, filters, strides=1, *, shortcut="B", activation="relu", 
                      bottleneck_stride="1x1", group_conv="auto", name, **kw):
     """1×1 (mid_filters, default filters/4) → 3×3 (grouped when groups > 1) → 1×1 (filters)."""
     if bottleneck_stride not in ("1x1", "3x3"):
-        raise ValueError(f"bottleneck_stride must be 1x1 or 3x3, not {bottleneck_stride!r}")
+        raise blocks.KnobError(f"bottleneck_stride must be 1x1 or 3x3, not {bottleneck_stride!r}")
     mid = mid_filters or max(1, filters // 4)
     s1, s3 = (strides, 1) if bottleneck_stride == "1x1" else (1, strides)
     sc = shortcut_branch(x, filters, strides, shortcut, name=name, **kw)
@@ -158,8 +158,8 @@ def resnet(input_shape=(224, 224, 3), num_classes=1000, *, depth=50, shortcut="B
            bottleneck_stride="1x1", name="resnet"):
     """ResNet for ImageNet (He et al. 2016, Table 1): depth 18/34 (basic) or 50/101/152 (bottleneck)."""
     if depth not in IMAGENET_DEPTHS:
-        raise ValueError(f"ImageNet ResNet depth must be one of {sorted(IMAGENET_DEPTHS)}, not {depth} "
-                         "(for CIFAR ResNets with depth 6n+2 use resnet20…resnet110)")
+        raise blocks.KnobError(f"ImageNet ResNet depth must be one of {sorted(IMAGENET_DEPTHS)}, not {depth} "
+                               "(for CIFAR ResNets with depth 6n+2 use resnet20…resnet110)")
     stem = blocks.pick_stem(stem, input_shape, "cifar")
     kind, counts = IMAGENET_DEPTHS[depth]
     f = blocks.scaler(width)
@@ -180,7 +180,7 @@ def resnet_cifar(input_shape=(32, 32, 3), num_classes=10, *, depth=20, shortcut=
                  batch_norm=True, weight_decay=0.0, initializer="he_normal", width=1.0, name="resnet_cifar"):
     """ResNet for CIFAR-10 (He et al. 2016 §4.2): depth = 6n+2, 3 stages of 16/32/64 filters."""
     if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110, …), not {depth}")
+        raise blocks.KnobError(f"CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110, …), not {depth}")
     n = (depth - 2) // 6
     f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)

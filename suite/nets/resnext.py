@@ -57,7 +57,7 @@ def resnext(input_shape=(224, 224, 3), num_classes=1000, *, depth=50, cardinalit
             width=1.0, group_conv="auto", name="resnext"):
     """ResNeXt for ImageNet (Xie et al. 2017, Table 1): depth 50/101/152, C×d grouped bottlenecks."""
     if depth not in IMAGENET_DEPTHS:
-        raise ValueError(f"ImageNet ResNeXt depth must be one of {sorted(IMAGENET_DEPTHS)}, not {depth}")
+        raise blocks.KnobError(f"ImageNet ResNeXt depth must be one of {sorted(IMAGENET_DEPTHS)}, not {depth}")
     stem = blocks.pick_stem(stem, input_shape, "cifar")
     f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
@@ -72,7 +72,7 @@ def resnext_cifar(input_shape=(32, 32, 3), num_classes=10, *, depth=29, cardinal
                   group_conv="auto", name="resnext_cifar"):
     """ResNeXt for CIFAR (Xie et al. 2017 §5.3): depth = 9n+2, 3 stages with outputs 256/512/1024."""
     if depth < 11 or (depth - 2) % 9:
-        raise ValueError(f"CIFAR ResNeXt depth must be 9n+2 (11, 20, 29, 38, …), not {depth}")
+        raise blocks.KnobError(f"CIFAR ResNeXt depth must be 9n+2 (11, 20, 29, 38, …), not {depth}")
     n = (depth - 2) // 9
     f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)

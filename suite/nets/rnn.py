@@ -31,9 +31,9 @@ def rnn(input_shape=(28, 28, 1), num_classes=10, *, cell="lstm", units=128, num_
         initializer="glorot_uniform", read="rows", name="rnn"):
     """Recurrent classifier over image rows, feature sequences or token sequences."""
     if cell not in CELLS:
-        raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        raise blocks.KnobError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
     if read not in READS:
-        raise ValueError(f"read must be one of {', '.join(READS)}, not {read!r}")
+        raise blocks.KnobError(f"read must be one of {', '.join(READS)}, not {read!r}")
     if len(input_shape) == 1:
         x = inp = keras.Input(shape=tuple(input_shape), dtype="int32", name="input")
         vocab = vocab_size or num_classes

@@ -51,14 +51,14 @@ def vgg(input_shape=(224, 224, 3), num_classes=1000, *, depth=16, padding="same"
         fc_units=0, width=1.0, stacks="3x3", name="vgg"):
     """VGG-11/13/16/19: 3×3 conv stacks, five max pools, two hidden FC layers."""
     if depth not in CONFIGS:
-        raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, not {depth}")
+        raise blocks.KnobError(f"VGG depth must be one of {sorted(CONFIGS)}, not {depth}")
     head = blocks.pick_stem(head, input_shape, "cifar", knob="head")
     f = blocks.scaler(width)
     kw = dict(padding=padding, activation=activation, batch_norm=batch_norm, weight_decay=weight_decay,
               initializer=initializer)
     if stacks not in ("3x3", "single"):
-        raise ValueError(f"stacks must be '3x3' (the paper's stacks) or 'single' (one (2n+1)×(2n+1) conv per stack "
-                         f"of n), not {stacks!r}")
+        raise blocks.KnobError(f"stacks must be '3x3' (the paper's stacks) or 'single' (one (2n+1)×(2n+1) conv "
+                               f"per stack of n), not {stacks!r}")
     x = inp = blocks.inputs(input_shape)
     for stage, widths in enumerate(CONFIGS[depth], 1):
         # "single": one conv with the stack's receptive field (n stacked 3×3 convs see 2n+1 pixels) and its width

@@ -44,7 +44,7 @@ def zfnet(input_shape=(224, 224, 3), num_classes=1000, *, padding="valid", activ
     """ZFNet: conv1 7×7/2, conv2 5×5/2, conv3–5 (512/1024/512), two 4096-unit FC layers."""
     stem = blocks.pick_stem(stem, input_shape, "small")
     if len(conv_filters) != 3:
-        raise ValueError(f"conv_filters needs the three widths of conv3, conv4, conv5, got {conv_filters}")
+        raise blocks.KnobError(f"conv_filters needs the three widths of conv3, conv4, conv5, got {conv_filters}")
     f = blocks.scaler(width)
     kw = dict(activation=activation, batch_norm=batch_norm, weight_decay=weight_decay, initializer=initializer)
     x = inp = blocks.inputs(input_shape)
