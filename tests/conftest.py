@@ -1,10 +1,17 @@
 import os
 import pathlib
 import sys
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# JAX's persistent compilation cache, shared by the test processes and the `suite` processes they start: each JAX
+# process otherwise compiles every initializer and step afresh (~10 s of a small run on 2 cores). An entry's key
+# is the computation and the compiler's version, so what comes back is what would have been compiled.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", f"{tempfile.gettempdir()}/suite-tests-jax-{os.getuid()}")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -32,3 +39,17 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "suite", *map(str, args)], cwd=cwd or ROOT, env=e,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def cli_here(*args):
+    """`python -m suite ...` in this process, where TensorFlow is already loaded (no start-up of its own, which
+    costs a process ~10 s on 2 cores); for what needs no process of its own. Returns (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from suite import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()

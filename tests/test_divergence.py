@@ -4,16 +4,16 @@ exits with its own code (3, suite.errors.EXIT_DIVERGED), and the run is never re
 import json
 import math
 
-from conftest import run_cli
+from conftest import cli_here
 
 
 def test_huge_learning_rate_diverges(tmp_path):
-    p = run_cli("run", "lenet5_modern", "--data", "digits", "--epochs", "3", "--lr", "1e4", "--batch-size", "32",
-                "--set", "train.optimizer=sgd", "--set", "train.schedule=constant", "--set", "data.limit=320",
-                "--set", "train.verbose=0", "--logdir", tmp_path)
+    code, out, err = cli_here("run", "lenet5_modern", "--data", "digits", "--epochs", "3", "--lr", "1e4",
+                              "--batch-size", "32", "--set", "train.optimizer=sgd", "--set", "train.schedule=constant",
+                              "--set", "data.limit=320", "--set", "train.verbose=0", "--logdir", tmp_path)
     from suite.errors import EXIT_DIVERGED
 
-    assert p.returncode == EXIT_DIVERGED == 3, p.stderr[-2000:]
+    assert code == EXIT_DIVERGED == 3, err[-2000:]
     (run_dir,) = list((tmp_path / "lenet5_modern").iterdir())
     res = json.loads((run_dir / "results.json").read_text())
     assert res["status"] == "diverged"
@@ -21,10 +21,10 @@ def test_huge_learning_rate_diverges(tmp_path):
     assert w["epoch"] == 1 and w["batch"] >= 1 and not math.isfinite(float(w["loss"]))
     # stopped at once: the first epoch did not go on, no further epochs ran
     assert res["epochs_run_now"] == 1 and res["epochs_completed"] == 0 and res["test"] == {}
-    assert f"DIVERGED at epoch 1 batch {w['batch']}" in p.stdout
+    assert f"DIVERGED at epoch 1 batch {w['batch']}" in out
     assert not (run_dir / "backup").exists() and not (run_dir / "last.keras").exists()
-    ls = run_cli("list", "--runs", "--logdir", tmp_path)
-    assert "diverged" in ls.stdout and f"batch {w['batch']}" in ls.stdout
+    code, out, _ = cli_here("list", "--runs", "--logdir", tmp_path)
+    assert code == 0 and "diverged" in out and f"batch {w['batch']}" in out
 
     from suite import runner
 

@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from suite import cli, evaluate
+from conftest import cli_here
+from suite import evaluate
 
 TINY = ["--epochs", "3", "--set", "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "train.verbose=0"]
 
@@ -17,14 +18,8 @@ class Done:
 
 
 def run_cli(*args):
-    """The CLI in-process (no TensorFlow start-up per call): exit status and what it printed."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main([str(a) for a in args])
-    return Done(rc, out.getvalue(), err.getvalue())
+    """The CLI in this process (no TensorFlow start-up per call), shaped like a finished subprocess."""
+    return Done(*cli_here(*args))
 
 
 def _run(logdir, *extra):
@@ -171,9 +166,9 @@ def test_bad_inputs_one_line(case, run_dir, tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
-def test_tta_setting_gives_runs_test_figure_and_keeps_the_run_id(tmp_path):
-    plain = _run(tmp_path)
-    flip = _run(tmp_path, "--set", "eval.tta=flip", "--fresh")
+def test_tta_setting_gives_runs_test_figure_and_keeps_the_run_id(run_dir, tmp_path):
+    plain = run_dir  # the same settings but the test-time augmentation, in a new directory beside it
+    flip = _run(run_dir.parent.parent, "--set", "eval.tta=flip", "--fresh")
     assert plain.name.split("-")[-1] == flip.name.split("-")[-1]  # evaluation is not part of the run's identity
     a = json.loads((plain / "results.json").read_text())["test"]
     b = json.loads((flip / "results.json").read_text())["test"]

@@ -3,7 +3,6 @@ every file of the wheel but the C++ headers, every array to the byte with its dt
 damaged piece is said in one line before anything is written."""
 
 import json
-import pathlib
 import subprocess
 import sys
 import zipfile

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 
 EPOCHS = 6
 LR, DECAY = 0.05, 0.8  # exponential decay per epoch: lr after epoch e (0-based) is LR * DECAY**(e+1)

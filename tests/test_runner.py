@@ -1,4 +1,5 @@
-"""End-to-end: `python -m suite run` on the embedded digits data, through the real CLI."""
+"""End-to-end: `python -m suite run` on the embedded digits data, through the real CLI (in a process of its own where
+the process is the point, in this one where the run is)."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli_here, run_cli
 
 
 def _events(run_dir):
@@ -47,9 +48,10 @@ def test_smoke_run_writes_events_config_results(tmp_path):
 def test_learns_digits(tmp_path):
     """It learns, with weight decay on; the summary says how much of the test loss is the L2 penalty, which Keras
     adds to every loss it reports (AlexNet's 5e-4: loss 4.8 beside 99 % accuracy)."""
-    p = run_cli("run", "lenet5_modern", "--epochs", "8", "--logdir", tmp_path, "--set", "train.optimizer=adam",
-                "--set", "train.lr=0.003", "--set", "train.verbose=0", "--set", "model.weight_decay=5e-4")
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, out, err = cli_here("run", "lenet5_modern", "--epochs", "8", "--logdir", tmp_path, "--set",
+                              "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "train.verbose=0",
+                              "--set", "model.weight_decay=5e-4")
+    assert code == 0, err[-2000:]
     run = next((tmp_path / "lenet5_modern").iterdir())
     res = json.loads((run / "results.json").read_text())
     assert res["test"]["accuracy"] > 0.9, res["test"]
@@ -64,7 +66,7 @@ def test_learns_digits(tmp_path):
     l2 = 5e-4 / 2 * sum(float(np.sum(np.square(keras.ops.convert_to_numpy(k)))) for k in kernels)
     pen = res["test"]["weight_penalty"]
     assert pen == pytest.approx(l2, rel=1e-4) and 0 < pen < res["test"]["loss"], res["test"]
-    assert f"loss {res['test']['loss']:.4f} ({pen:.4f} of it the L2 penalty)" in p.stdout.splitlines()[-1], p.stdout
+    assert f"loss {res['test']['loss']:.4f} ({pen:.4f} of it the L2 penalty)" in out.splitlines()[-1], out
 
 
 def test_list_shows_networks_and_experiments():
@@ -150,9 +152,10 @@ def test_progress_bar_never_passes_the_epochs_end(capsys):
 def test_plateau_lowers_the_lr_when_the_watched_figure_stalls(tmp_path, watch):
     """train.plateau_monitor names a figure the logs have: with an lr too small to move the weights every figure
     stalls, so the lr halves at every epoch after the first (a name the logs lacked would never lower it)."""
-    p = run_cli("run", "lenet5", "--epochs", "3", "--logdir", tmp_path, "--set", "train.verbose=0",
-                "--set", "data.limit=64", "--set", "train.lr=1e-20", "--set", "train.schedule=plateau",
-                "--set", "train.patience=0", "--set", "train.decay=0.5", "--set", f"train.plateau_monitor={watch}")
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, _, err = cli_here("run", "lenet5", "--epochs", "3", "--logdir", tmp_path, "--set", "train.verbose=0",
+                            "--set", "data.limit=64", "--set", "train.lr=1e-20", "--set", "train.schedule=plateau",
+                            "--set", "train.patience=0", "--set", "train.decay=0.5",
+                            "--set", f"train.plateau_monitor={watch}")
+    assert code == 0, err[-2000:]
     res = json.loads(next((tmp_path / "lenet5").glob("*/results.json")).read_text())
     assert res["history"]["learning_rate"] == pytest.approx([1e-20, 5e-21, 2.5e-21], rel=1e-5)

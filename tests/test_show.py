@@ -11,7 +11,6 @@ import tomllib
 from contextlib import redirect_stdout
 
 import keras
-import numpy as np
 import pytest
 
 from suite import cli, config, registry, show

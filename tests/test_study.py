@@ -2,8 +2,6 @@
 shipped study resolving, resume of a half-finished study, a tiny end-to-end study with identical arms, and kill -9
 of a study mid-run, then the same command."""
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -14,8 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
-from suite import cli
+from conftest import ROOT, cli_here
 from suite.errors import UserError
 from suite.studies import spec, study, verdict
 
@@ -41,11 +38,7 @@ margin = 0.5
 '''
 
 
-def main(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
+main = cli_here  # the CLI in this process: (exit status, stdout, stderr)
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
@@ -142,6 +135,7 @@ def test_every_shipped_study_loads_and_resolves():
 
 
 SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10)}  # the sets studies use
+BUILT = set()  # (network settings, shape, classes) built already: many arms share a base network and its data
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["default", "full"])
@@ -159,6 +153,10 @@ def test_every_shipped_study_arm_builds_for_its_data(full):
             d = cfg["data"]
             (h, w, c), n = SHAPES[d["name"]]
             shape = (*(d["image_size"] or (h, w)), d["channels"] or c)
+            key = (json.dumps(cfg["model"], sort_keys=True), shape, n)
+            if key in BUILT:
+                continue
+            BUILT.add(key)
             try:
                 model = show.build(cfg, shape, n)
                 runner.check_shapes(model, cfg["model"]["name"], shape)

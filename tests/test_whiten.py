@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import cli_here
 from suite import config, evaluate, registry, runner, trained, whiten
 
 
@@ -101,10 +101,11 @@ def test_the_papers_files_whiten_and_the_setting_is_checked():
 
 @pytest.mark.parametrize("where", ["host", "device"])
 def test_run_whitens_and_eval_of_the_saved_model_agrees(tmp_path, where):
-    p = run_cli("run", "lenet5", "--epochs", "2", "--logdir", tmp_path, "--set", "train.verbose=0",
-                "--set", "data.whiten=zca", "--set", "data.limit=512", "--set", "data.crop=1",
-                "--set", "train.optimizer=adam", "--set", "train.lr=0.002", "--set", f"data.augment_on={where}")
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, _, err = cli_here("run", "lenet5", "--epochs", "2", "--logdir", tmp_path, "--set", "train.verbose=0",
+                            "--set", "data.whiten=zca", "--set", "data.limit=512", "--set", "data.crop=1",
+                            "--set", "train.optimizer=adam", "--set", "train.lr=0.002",
+                            "--set", f"data.augment_on={where}")
+    assert code == 0, err[-2000:]
     run = next((tmp_path / "lenet5").iterdir())
     res = json.loads((run / "results.json").read_text())
     assert res["runtime"]["augment_on"] == where
