@@ -4,6 +4,7 @@ tests and saves its network with them, and trains exactly as without them."""
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -95,8 +96,6 @@ def off(tmp_path_factory):
 
 
 def _copy(run, tmp_path):
-    import shutil
-
     return pathlib.Path(shutil.copytree(run, tmp_path / run.name))
 
 
