@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 10 as one script, for a session lent the GPU machine (../shared/device/README.md):
-#   before, on a CPU: python -m pytest -m slow tests/test_gpu_settings.py -n 2 --dist load (the parts under the
-#          GPU's settings)
+#   before, on a CPU: python -m pytest -m slow tests/test_gpu_settings.py tests/test_gpu_carry.py -n 2 --dist load
+#          (the parts under the GPU's settings; this script cut and resumed across calls)
 #   here:  python benchmarks/gpu_stage.py stage cifar10, then send each .devcarry piece (gpu_carry.py plan lists them);
 #   there: source .devcarry/base/install.sh && bash benchmarks/gpu_session.sh [PART ...]
 #          (carry .devcarry/base, and the state an earlier session left: `python benchmarks/gpu_carry.py plan` lists

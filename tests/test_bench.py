@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_here, run_cli
 
 ROWS = {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment", "model", "plain_keras",
         "end_to_end_host", "end_to_end_device"}
@@ -39,11 +39,15 @@ def test_bench_prints_and_writes_every_rate(tmp_path):
     (["--epochs", "0"], "--epochs 0 must be at least 1"),
     (["--json", "/nonexistent/dir/b.json"], "cannot write"),
 ])
-def test_bench_bad_input_is_one_line_exit_2(tmp_path, args, needle):
-    p = run_cli("bench", "lenet5_modern", *args, "--set", "train.verbose=0", cwd=tmp_path)
-    assert p.returncode == 2, p.stderr[-2000:]
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], p.stderr
+def test_bench_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, args, needle):
+    """In this process (a process of its own would add ~12 s of TensorFlow start-up to each case; a real process's
+    one line and exit status are tests/test_bad_inputs.py's subprocess cases)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli_here("bench", "lenet5_modern", *args, "--set", "train.verbose=0")
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert not any(tmp_path.iterdir()), "a refused bench wrote files"
 
 
 def test_torch_reference_needs_torch_and_cuda():

@@ -102,20 +102,50 @@ def test_tensorflow_mirrored_strategy_on_two_devices_trains_the_one_device_curve
     same_curve(runs["data_parallel"], runs["none"])
 
 
+def _two_processes(logs, fault=None):
+    """The chief (process 0) and process 1 of a 2-process run on loopback, started."""
+    port = free_port()
+    cmd = [*JAX_ARGS, "--epochs", "3", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    chief = suite_run([*cmd, "--process-id", "0"], logs, backend="jax", wait=False)
+    worker = suite_run([*cmd, "--process-id", "1"], logs, backend="jax", fault=fault, wait=False)
+    return chief, worker
+
+
+def _both_finish(logs, jax_reference, resumed):
+    """Both processes run to the end: one run directory, written by the chief alone, on the one-device curve."""
+    chief, worker = _two_processes(logs)
+    w_out, _ = worker.communicate(timeout=600)
+    c_out, _ = chief.communicate(timeout=600)
+    assert chief.returncode == 0, c_out[-3000:]
+    assert worker.returncode == 0, w_out[-3000:]
+    assert "process 1 of 2: training with process 0" in w_out, w_out[-3000:]
+    assert ("resuming" in c_out) == resumed, c_out[-3000:]
+    r = results(logs)  # one run directory, one results.json
+    assert r["resumed"] == resumed
+    d = r["distribution"]
+    assert (d["processes"], d["device_count"], d["global_batch"], d["per_device_batch"]) == (2, 2, 64, 32)
+    assert (logs / "lenet5").is_dir() and len(list(logs.iterdir())) == 1
+    (run,) = (logs / "lenet5").iterdir()
+    for name in ("best.keras", "last.keras", "config.json"):
+        assert (run / name).is_file(), name
+    assert not (run / "backup").exists()
+    same_curve(r, jax_reference)
+    return r
+
+
+def test_two_processes_train_the_one_device_curve(jax_reference, tmp_path):
+    _both_finish(tmp_path / "logs", jax_reference, resumed=False)
+
+
+# slow: ~2 min on 2 cores (4 process starts); the default run has the two processes without the kill (above) and
+# a kill and exact resume of a data-parallel run (test_tensorflow_mirrored_strategy_...)
+@pytest.mark.slow
 def test_two_processes_kill_9_of_one_then_both_resume(jax_reference, tmp_path):
     """Two processes on loopback: process 1 is killed (kill -9) in epoch 2; process 0, stuck waiting for it, is
     killed too (JAX would end it after its heartbeat timeout). The same two commands then resume from the
     chief's backup and finish with one run directory, written by the chief alone, on the one-device curve."""
     logs = tmp_path / "logs"
-
-    def both(fault=None):
-        port = free_port()
-        cmd = [*JAX_ARGS, "--epochs", "3", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-        chief = suite_run([*cmd, "--process-id", "0"], logs, backend="jax", wait=False)
-        worker = suite_run([*cmd, "--process-id", "1"], logs, backend="jax", fault=fault, wait=False)
-        return chief, worker
-
-    chief, worker = both(fault="step:2:kill")  # steps_per_execution 8 = one call per epoch: in epoch 2
+    chief, worker = _two_processes(logs, fault="step:2:kill")  # steps_per_execution 8 = one call per epoch: epoch 2
     worker.communicate(timeout=600)
     assert worker.returncode == -signal.SIGKILL
     time.sleep(1)
@@ -125,22 +155,8 @@ def test_two_processes_kill_9_of_one_then_both_resume(jax_reference, tmp_path):
     assert len(runs) == 1, runs
     assert not (runs[0] / "results.json").exists()
     assert list((runs[0] / "backup").glob("epoch-*")), chief_out[-2000:]  # the chief committed epoch 1
-
-    chief, worker = both()
-    w_out, _ = worker.communicate(timeout=600)
-    c_out, _ = chief.communicate(timeout=600)
-    assert chief.returncode == 0, c_out[-3000:]
-    assert worker.returncode == 0, w_out[-3000:]
-    assert "resuming" in c_out and "process 1 of 2: training with process 0" in w_out
-    r = results(logs)  # one run directory, one results.json
-    assert r["resumed"] and r["resumed_from_epoch"] >= 1
-    d = r["distribution"]
-    assert (d["processes"], d["device_count"], d["global_batch"], d["per_device_batch"]) == (2, 2, 64, 32)
-    assert (logs / "lenet5").is_dir() and len(list(logs.iterdir())) == 1
-    for name in ("best.keras", "last.keras", "config.json"):
-        assert (runs[0] / name).is_file(), name
-    assert not (runs[0] / "backup").exists()
-    same_curve(r, jax_reference)
+    r = _both_finish(logs, jax_reference, resumed=True)
+    assert r["resumed_from_epoch"] >= 1
 
 
 @pytest.mark.parametrize("args, env, needle", [

@@ -97,13 +97,25 @@ def _commits(logs):
     return sorted(p.name for p in logs.glob("faults/*/backup/epoch-*"))
 
 
-def test_killed_at_many_points_resumes_exactly(exp, reference, tmp_path):
-    """One run, killed five times — after training calls in epochs 1 and 2, inside a commit's write (written, not
+# (fault, the (epoch, batch) the next start resumes from). Calls are 8, 8, 4 steps and a commit follows each, so a
+# kill loses at most the call it interrupts: after call 2; in the 4th commit's write (epoch 2's end: back to its
+# batch 16); after 2 more calls; in the epoch's last call (again from batch 16); before results.json (all committed)
+KILLS = [("step:2", (0, 16)), ("commit:4", (1, 16)), ("step:3", (2, 16)), ("step:1", (2, 16)), ("results:1", (3, 0))]
+
+
+@pytest.mark.parametrize("kills", [
+    # a process start costs ~12-20 s of TensorFlow import here: the default run kills three times, at the three kinds
+    # of point (between steps, inside a commit's write, before results.json), each resume starting from the last
+    [KILLS[0], KILLS[1], KILLS[4]],
+    pytest.param(KILLS, marks=pytest.mark.slow),  # slow: the same with resumes of resumes inside one epoch
+], ids=["3-kills", "5-kills"])
+def test_killed_at_many_points_resumes_exactly(exp, reference, tmp_path, kills):
+    """One run, killed several times — after training calls in epochs 1 and 2, inside a commit's write (written, not
     yet renamed), during the last epoch, just before results.json — and resumed after each: the history and the
     test metrics equal the uninterrupted run's, and no more than one call (8 steps) was lost to any kill."""
     logs = tmp_path / "logs"
     resumed_at = []
-    for fault in ("step:2", "commit:4", "step:3", "step:1", "results:1"):
+    for fault, _ in kills:
         r = _run(exp, logs, fault)
         assert r.returncode == -signal.SIGKILL, (fault, r.returncode, r.stdout[-2000:], r.stderr[-2000:])
         (run_dir,) = list(logs.glob("faults/*"))
@@ -125,10 +137,7 @@ def test_killed_at_many_points_resumes_exactly(exp, reference, tmp_path):
                  for ev in tf.compat.v1.train.summary_iterator(str(f)) for v in ev.summary.value
                  if v.tag == "epoch_loss"]
         assert steps == [0, 1, 2], (sub, steps)
-    # (epoch, batch) each resume started from; calls are 8, 8, 4 steps and a commit follows each, so a kill loses
-    # at most the call it interrupts: after call 2; in the 4th commit's write (epoch 2's end: back to its batch 16);
-    # after 2 more calls; in the epoch's last call (again from batch 16); before results.json (all committed)
-    assert resumed_at == [(0, 16), (1, 16), (2, 16), (2, 16), (3, 0)], resumed_at
+    assert resumed_at == [at for _, at in kills], resumed_at  # (epoch, batch) each resume started from
 
 
 @pytest.mark.parametrize("action, code, name", [("term", 143, "SIGTERM"), ("int", 130, "SIGINT")])
@@ -237,7 +246,26 @@ def _damage(how, commit):
         (commit / "arrays.npz").unlink()
 
 
-@pytest.mark.parametrize("how", ["truncated weights", "edited state", "torn state", "missing file"])
+DAMAGES = ["truncated weights", "edited state", "torn state", "missing file"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_newest_commit_is_set_aside_for_the_one_before(interrupted, tmp_path, how):
+    """What the resume below starts from, for every kind of damage: the commit before, with one warning line."""
+    from suite import callbacks
+
+    logs, run_dir, (older, newest) = _copy(interrupted, tmp_path)
+    _damage(how, newest)
+    said = []
+    state = callbacks.restore_point(run_dir / "backup", echo=said.append)
+    assert state["path"] == str(older) and (state["epoch"], state["step"]) == (1, 8), state
+    assert len(said) == 1 and newest.name in said[0] and f"resuming from {older.name}" in said[0], said
+    assert _commits(logs) == [older.name] and (run_dir / "backup" / f"damaged-{newest.name}").is_dir()  # kept
+
+
+# a resume costs ~15 s: the default run resumes after one kind of damage; the restore point is the same for every
+# kind (above), so the other three are the slow variants
+@pytest.mark.parametrize("how", [DAMAGES[0], *(pytest.param(h, marks=pytest.mark.slow) for h in DAMAGES[1:])])
 def test_damaged_latest_backup_falls_back(exp, reference, interrupted, tmp_path, capsys, monkeypatch, how):
     logs, run_dir, (older, newest) = _copy(interrupted, tmp_path)
     _damage(how, newest)

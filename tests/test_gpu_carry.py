@@ -252,6 +252,9 @@ def _session(tmp_path, logs, out, state, parts=("exp:lenet5",), **env):
     return p.stdout + p.stderr, text
 
 
+# The session script's rehearsals (1-2 min each: several `suite` processes) are slow: they matter before a GPU session
+# and run in its pre-flight (tests/test_gpu_settings.py's docstring); the default run checks the pieces above.
+@pytest.mark.slow
 def test_a_run_cut_on_one_machine_resumes_on_the_next_from_what_came_back(tmp_path):
     logs, root = tmp_path / "suite-logs", tmp_path / "repo"
     state = root / ".devstate" / "ready"
@@ -283,6 +286,7 @@ def test_a_run_cut_on_one_machine_resumes_on_the_next_from_what_came_back(tmp_pa
     assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
 
 
+@pytest.mark.slow
 def test_the_precise_bn_part_measures_once_and_reports_its_share(tmp_path):
     logs, state = tmp_path / "suite-logs", tmp_path / ".devstate" / "ready"
     said, _ = _session(tmp_path, logs, tmp_path / "out", state, parts=("pbn",))

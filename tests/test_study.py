@@ -268,18 +268,20 @@ seeds = [0]
     assert json.loads((root / "study.json").read_text())["verdict"] == "inconclusive"  # one seed: no verdict
 
 
-def test_workers_share_the_runs_then_one_report(tmp_path):
+def test_workers_share_the_runs_then_one_report(tmp_path, capfd):
     """--workers 2: two processes train one run each (their own GPUs, were there any); the command's own process
-    then reads both back and writes the one report."""
+    (this one here) then reads both back and writes the one report."""
+    from suite import cli
+
     path = _write(tmp_path, TINY, "shared.toml")
     logs = tmp_path / "logs"
-    p = subprocess.run([sys.executable, "-m", "suite", "study", path, "--seeds", "1", "--workers", "2",
-                        "--logdir", logs], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    lines = p.stdout.splitlines()
+    capfd.readouterr()
+    rc = cli.main(["study", str(path), "--seeds", "1", "--workers", "2", "--logdir", str(logs)])
+    out, err = capfd.readouterr()  # the workers write to the file descriptors they inherit
+    assert rc == 0, out[-2000:] + err[-2000:]
+    lines = out.splitlines()
     assert sum("worker 0:" in ln or "worker 1:" in ln for ln in lines) == 2
-    assert sum("[1/1]" in ln and "· trained" in ln for ln in lines) == 2, p.stdout  # one run in each worker
-    assert sum("· done earlier" in ln for ln in lines) == 2, p.stdout  # read back by the command's process
+    assert sum("[1/1]" in ln and "· trained" in ln for ln in lines) == 2, out  # one run in each worker
+    assert sum("· done earlier" in ln for ln in lines) == 2, out  # read back by the command's process
     assert (logs / "studies" / "shared" / "report.md").is_file()
     assert len(list((logs / "studies" / "shared").glob("*/seed-0-*/results.json"))) == 2

@@ -354,10 +354,11 @@ def test_kill_9_of_a_worker_mid_trial_it_is_started_again_and_finishes_the_trial
 
 
 def test_kill_9_of_the_chief_its_workers_stop_and_the_command_resumes(tmp_path):
+    # one worker: what stops a worker is the same for each, and a process start costs ~12 s here (the test above has 2)
     exp = write_exp(tmp_path, DIST)
     root = tmp_path / "logs" / "tiny"
-    p = _cli("tune", exp, "--workers", "2")
-    while not (workers := _children(p.pid)) or len(workers) < 2:  # both started (they outlive a kill of the chief)
+    p = _cli("tune", exp, "--workers", "1")
+    while not (workers := _children(p.pid)):  # started (it outlives a kill of the chief)
         assert p.poll() is None, p.stdout.read()[-3000:]
         time.sleep(0.05)
     try:
@@ -372,7 +373,7 @@ def test_kill_9_of_the_chief_its_workers_stop_and_the_command_resumes(tmp_path):
                 os.kill(w, signal.SIGKILL)
         p.stdout.close()
 
-    p = _cli("tune", exp, "--workers", "2")
+    p = _cli("tune", exp, "--workers", "1")
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out[-3000:]
     assert "continuing" in out
