@@ -4,17 +4,19 @@ import json
 
 import pytest
 
-from conftest import cli_here, run_cli
+from conftest import cli_here
 
 ROWS = {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment", "model", "plain_keras",
         "end_to_end_host", "end_to_end_device"}
 
 
-def test_bench_prints_and_writes_every_rate(tmp_path):
+def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # in this process: TensorFlow's start-up is not what is measured or tested
     out = tmp_path / "bench.json"
-    p = run_cli("bench", "lenet5_modern", "--steps", "3", "--epochs", "1", "--repeat", "2", "--set", "data.crop=1",
-                "--set", "data.flip=true", "--set", "train.verbose=0", "--json", out, cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, stdout, err = cli_here("bench", "lenet5_modern", "--steps", "3", "--epochs", "1", "--repeat", "2",
+                                 "--set", "data.crop=1", "--set", "data.flip=true", "--set", "train.verbose=0",
+                                 "--json", out)
+    assert code == 0, err[-2000:]
     r = json.loads(out.read_text())
     assert set(r["rates_img_per_s"]) == ROWS
     assert all(v > 0 for v in r["rates_img_per_s"].values())
@@ -29,7 +31,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path):
     assert r["ratios"]["suite/plain_keras"] == pytest.approx(sum(pairs) / 2)
     for label in ("input pipeline, host augmentation", "model step alone", "plain Keras", "end to end",
                   "end_to_end/model =", "suite/plain_keras ="):
-        assert label in p.stdout, label
+        assert label in stdout, label
     assert not (tmp_path / "logs").exists(), "bench must leave no run directories behind"
 
 
@@ -40,8 +42,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path):
     (["--json", "/nonexistent/dir/b.json"], "cannot write"),
 ])
 def test_bench_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, args, needle):
-    """In this process (a process of its own would add ~12 s of TensorFlow start-up to each case; a real process's
-    one line and exit status are tests/test_bad_inputs.py's subprocess cases)."""
+    """In this process too (a real process's one line and exit status: tests/test_bad_inputs.py's subprocess cases)."""
     monkeypatch.chdir(tmp_path)
     code, _, err = cli_here("bench", "lenet5_modern", *args, "--set", "train.verbose=0")
     assert code == 2, err[-2000:]
