@@ -107,7 +107,7 @@ KILLS = [("step:2", (0, 16)), ("commit:4", (1, 16)), ("step:3", (2, 16)), ("step
     # a process start costs ~12-20 s of TensorFlow import here: the default run kills three times, at the three kinds
     # of point (between steps, inside a commit's write, before results.json), each resume starting from the last
     [KILLS[0], KILLS[1], KILLS[4]],
-    pytest.param(KILLS, marks=pytest.mark.slow),  # slow: the same with resumes of resumes inside one epoch
+    pytest.param(KILLS, marks=pytest.mark.slow),  # slow: two more kills in the last epoch, one in its last call
 ], ids=["3-kills", "5-kills"])
 def test_killed_at_many_points_resumes_exactly(exp, reference, tmp_path, kills):
     """One run, killed several times — after training calls in epochs 1 and 2, inside a commit's write (written, not
