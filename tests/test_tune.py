@@ -1,6 +1,6 @@
 """`python -m suite tune`: search space from [tune], trials through the runner, HParams, best.toml, divergence,
 resume after kill -9 (hyperband, grid), and keras-tuner's distributed mode with 2 workers on loopback: kill -9 of a
-worker (started again, its trial finished once), of the chief (its workers stop; the command resumes), and a worker
+worker (started again, its trial finished once), of the chief (its worker stops; the command resumes), and a worker
 that dies at every start (given up after a few tries)."""
 
 import json
