@@ -1,40 +1,23 @@
 """`python -m suite viz`: first-layer filters, feature maps per stage, Grad-CAM and dilated-net coverage, on two tiny
-runs trained once for the module (LeNet-5 and a narrow HDC dilated net, side by side in two processes)."""
-
-import os
-import subprocess
-import sys
+runs trained once for the module (LeNet-5 and a narrow HDC dilated net). Everything runs in this process: nothing
+here is about processes, and each `suite` process costs ~12 s of TensorFlow start-up on 2 cores."""
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import cli_here
 
 LENET = ["lenet5_modern", "--epochs", "1", "--set", "data.limit=64"]
 DILATED = ["dilated_hdc", "--data", "digits", "--epochs", "1", "--set", "data.limit=64", "--set", "model.width=0.125",
            "--set", "model.repeats=1", "--set", "train.batch_size=32"]
 
 
-def _suite(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "suite", *map(str, args)], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait(*procs, timeout=300):
-    out = []
-    for p in procs:
-        o, e = p.communicate(timeout=timeout)
-        out.append(subprocess.CompletedProcess(p.args, p.returncode, o, e))
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("vizlogs")
-    done = _wait(*(_suite("run", *a, "--set", "train.verbose=0", "--logdir", logdir) for a in (LENET, DILATED)))
-    for p in done:
-        assert p.returncode == 0, p.stderr[-2000:]
+    for a in (LENET, DILATED):
+        code, _, err = cli_here("run", *a, "--set", "train.verbose=0", "--logdir", logdir)
+        assert code == 0, err[-2000:]
     return {name: next((logdir / name).iterdir()) for name in ("lenet5_modern", "dilated_hdc")}
 
 
@@ -142,18 +125,18 @@ def test_gridding_leaves_holes_hdc_covers(tmp_path):
 def test_cli_coverage_for_dilated_run_and_one_line_errors(runs, tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("not a picture")
-    ok, bad = _wait(_suite("viz", runs["dilated_hdc"], "--out", tmp_path / "pics"),
-                    _suite("viz", runs["lenet5_modern"], notes))
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    lines = ok.stdout.strip().splitlines()
+    code, out, err = cli_here("viz", runs["dilated_hdc"], "--out", tmp_path / "pics")
+    assert code == 0, err[-2000:]
+    lines = out.strip().splitlines()
     names = ["filters", "feature_maps", "gradcam", "coverage"]
     assert lines[:4] == [str(tmp_path / "pics" / f"{n}.png") for n in names]
     assert lines[4] == ("see them in TensorBoard (run 'viz', Images tab): python -m suite board --logdir "
                         f"{runs['dilated_hdc']}")
     for n in names:
         _png(tmp_path / "pics" / f"{n}.png")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    err = bad.stderr.strip().splitlines()
+    code, _, err = cli_here("viz", runs["lenet5_modern"], notes)
+    assert code == 2 and "Traceback" not in err
+    err = err.strip().splitlines()
     assert len(err) == 1 and "is not an image Pillow can read" in err[0] and "give a PNG or JPEG file" in err[0], err
 
 
