@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli_here, run_cli
 from suite import augment, config, data, hardware, pipeline
 
 HOST = dict(crop=0, flip=False, shuffle=False, cache=True, batched_augment=True)
@@ -138,11 +138,15 @@ print("ok")
 def test_run_with_device_augmentation(tmp_path, backend):
     if backend == "jax" and importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed")
-    p = run_cli("run", "lenet5_modern", "--epochs", "4", "--logdir", tmp_path, "--set", "train.verbose=0",
-                "--set", "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "data.augment_on=device",
-                "--set", "data.crop=1", "--set", "data.flip=true",
-                env={"KERAS_BACKEND": backend})
-    assert p.returncode == 0, p.stderr[-2000:]
+    args = ["run", "lenet5_modern", "--epochs", "4", "--logdir", tmp_path, "--set", "train.verbose=0",
+            "--set", "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "data.augment_on=device",
+            "--set", "data.crop=1", "--set", "data.flip=true"]
+    if backend == "tensorflow":  # this process's backend: no start-up of its own
+        code, _, err = cli_here(*args)
+    else:
+        p = run_cli(*args, env={"KERAS_BACKEND": backend})
+        code, err = p.returncode, p.stderr
+    assert code == 0, err[-2000:]
     run = next((tmp_path / "lenet5_modern").iterdir())
     res = json.loads((run / "results.json").read_text())
     rt = res["runtime"]
@@ -377,11 +381,11 @@ def test_cutout_setting():
 @pytest.mark.parametrize("where", ["host", "device"])
 def test_run_with_every_augmentation_on_rgb_digits(tmp_path, where):
     """Reflected crops, flips, PCA colour noise and cutout together, through `suite run` on either path."""
-    p = run_cli("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
-                "--set", "data.channels=3", "--set", "data.pca_colour=0.1", "--set", "data.cutout=4",
-                "--set", "data.crop=2", "--set", "data.crop_fill=reflect", "--set", "data.flip=true",
-                "--set", "data.limit=64", "--set", f"data.augment_on={where}")
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, _, err = cli_here("run", "lenet5_modern", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=0",
+                            "--set", "data.channels=3", "--set", "data.pca_colour=0.1", "--set", "data.cutout=4",
+                            "--set", "data.crop=2", "--set", "data.crop_fill=reflect", "--set", "data.flip=true",
+                            "--set", "data.limit=64", "--set", f"data.augment_on={where}")
+    assert code == 0, err[-2000:]
     run = next((tmp_path / "lenet5_modern").iterdir())
     assert json.loads((run / "results.json").read_text())["runtime"]["augment_on"] == where
     assert json.loads((run / "config.json").read_text())["data"]["cutout"] == 4
