@@ -12,19 +12,9 @@ from suite import evaluate
 TINY = ["--epochs", "3", "--set", "train.optimizer=adam", "--set", "train.lr=0.003", "--set", "train.verbose=0"]
 
 
-class Done:
-    def __init__(self, rc, out, err):
-        self.returncode, self.stdout, self.stderr = rc, out, err
-
-
-def in_process(*args):
-    """The CLI in this process (no TensorFlow start-up per call), shaped like a finished subprocess."""
-    return Done(*cli_here(*args))
-
-
 def _run(logdir, *extra):
-    p = in_process("run", "lenet5_modern", "--logdir", logdir, *TINY, *extra)
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, out, err = cli_here("run", "lenet5_modern", "--logdir", logdir, *TINY, *extra)
+    assert code == 0, err[-2000:]
     return max((logdir / "lenet5_modern").iterdir())
 
 
@@ -79,27 +69,27 @@ def test_metrics_on_known_probabilities():
 def test_eval_matches_the_training_path_and_keeps_results(which, run_dir, device_run):
     run = run_dir if which == "host" else device_run
     before = (run / "results.json").read_bytes()
-    p = in_process("eval", run)
-    assert p.returncode == 0, p.stderr[-2000:]
+    code, out, err = cli_here("eval", run)
+    assert code == 0, err[-2000:]
     got = json.loads((run / "eval.json").read_text())["digits"]["none"]
     probs, y = _reference(run)
     assert got["accuracy"] == pytest.approx(float(np.mean(probs.argmax(-1) == y)), abs=1e-9)
-    assert got["examples"] == len(y) and "accuracy" in p.stdout
-    p = in_process("eval", run, "--tta", "flip")
-    assert p.returncode == 0, p.stderr[-2000:]
+    assert got["examples"] == len(y) and "accuracy" in out
+    code, out, err = cli_here("eval", run, "--tta", "flip")
+    assert code == 0, err[-2000:]
     saved = json.loads((run / "eval.json").read_text())["digits"]
     assert set(saved) == {"none", "flip"} and saved["flip"]["views"] == 2  # both kept
     assert saved["flip"]["single_view"]["accuracy"] == pytest.approx(got["accuracy"])
-    assert "points over the image alone" in p.stdout
+    assert "points over the image alone" in out
     assert (run / "results.json").read_bytes() == before  # eval never touches results.json
 
 
 def test_eval_other_data_needs_the_runs_classes(run_dir, tmp_path):
     np.savez(tmp_path / "many.npz", x_train=np.zeros((4, 8, 8, 1), np.uint8), y_train=np.arange(4) * 7,
              x_test=np.zeros((2, 8, 8, 1), np.uint8), y_test=np.array([0, 21]))
-    p = in_process("eval", run_dir, "--data", tmp_path / "many.npz")
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
-    assert "labels up to 21" in p.stderr and "Traceback" not in p.stderr
+    code, out, err = cli_here("eval", run_dir, "--data", tmp_path / "many.npz")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "labels up to 21" in err and "Traceback" not in err
 
 
 def test_predict_reads_pictures_through_the_runs_pipeline(run_dir, tmp_path):
@@ -115,9 +105,9 @@ def test_predict_reads_pictures_through_the_runs_pipeline(run_dir, tmp_path):
     for i in range(3):
         im = Image.fromarray(x[i, :, :, 0]).resize((64, 64), Image.Resampling.NEAREST)
         (im if i else im.convert("RGB")).save(tmp_path / "pics" / f"{i}.png")
-    p = in_process("predict", run_dir, tmp_path / "pics", "--top", "20")
-    assert p.returncode == 0, p.stderr[-2000:]
-    lines = p.stdout.strip().splitlines()
+    code, out, err = cli_here("predict", run_dir, tmp_path / "pics", "--top", "20")
+    assert code == 0, err[-2000:]
+    lines = out.strip().splitlines()
     assert len(lines) == 3
     for i, line in enumerate(lines):
         path, ranked = line.split(": ", 1)
@@ -160,9 +150,9 @@ def test_bad_inputs_one_line(case, run_dir, tmp_path):
 
             Image.new("L", (8, 8)).save(img)
             cmd = ["predict", run, img]
-        p = in_process(*cmd)
-        assert p.returncode == 2, (case, p.stdout, p.stderr[-1500:])
-        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
+        code, out, err = cli_here(*cmd)
+        assert code == 2, (case, out, err[-1500:])
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
@@ -175,5 +165,5 @@ def test_tta_setting_gives_runs_test_figure_and_keeps_the_run_id(run_dir, tmp_pa
     assert "tta" not in a and b["tta"] == "flip" and b["views"] == 2
     # same seed, same training: the image-alone figure equals the plain run's test accuracy
     assert b["single_view"]["accuracy"] == pytest.approx(a["accuracy"], abs=0.01)
-    p = in_process("run", "lenet5_modern", "--set", "eval.tta=5crop", "--logdir", tmp_path)
-    assert p.returncode == 2 and "eval.tta" in p.stderr
+    code, out, err = cli_here("run", "lenet5_modern", "--set", "eval.tta=5crop", "--logdir", tmp_path)
+    assert code == 2 and "eval.tta" in err
