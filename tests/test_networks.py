@@ -4,8 +4,8 @@
 One build per network serves all four checks because building is most of the cost (DenseNet-201 has ~700
 layers). The build is at 32×32×3 with `width` 0.25 and `fc_units` 64 where the network has those knobs: they
 change channel counts only; the published parameter counts at full width are pinned in test_nets_a/b.
-The table check: one forward pass on zeros of every layer's output; the table's output shapes must equal the
-real outputs, the (N − F + 2P)/S + 1 column the real spatial size, the parameter totals model.count_params(),
+The table check: one forward pass of two random images through every layer's output (the network's own output
+among them, checked to be softmax probabilities); the table's output shapes must equal the real outputs, the (N − F + 2P)/S + 1 column the real spatial size, the parameter totals model.count_params(),
 and each conv/dense MAC count H_out·W_out·(size of the kernel tensor) computed from the layer's actual weights.
 """
 
@@ -28,8 +28,9 @@ def small_kw(name):
     return kw
 
 
-def real_outputs(model, rows):
-    """{row name: [real output shapes without batch]} from one forward pass of every layer's output."""
+def real_outputs(model, rows, x):
+    """{row name: [real output shapes without batch]} and the network's own outputs, from one forward pass of x
+    through every layer's output (one pass for both: deep networks are slow to run eagerly)."""
     names, tensors = [], []
     for r in rows:
         if "/" in r["name"]:
@@ -41,15 +42,14 @@ def real_outputs(model, rows):
         names.append(r["name"])
         tensors.append(list(outs))
     flat = [t for ts in tensors for t in ts]
-    probe = keras.Model(model.inputs, flat)
-    x = [np.zeros((1,) + tuple(i.shape[1:]), dtype=i.dtype) for i in model.inputs]
-    ys = probe(x, training=False)
+    probe = keras.Model(model.inputs, flat + list(model.outputs))
+    ys = probe([x], training=False)  # a list, as the probe's inputs are
     ys = ys if isinstance(ys, (list, tuple)) else [ys]
     real, k = {}, 0
     for n, ts in zip(names, tensors):
         real[n] = [tuple(np.shape(y)[1:]) for y in ys[k:k + len(ts)]]
         k += len(ts)
-    return real
+    return real, ys[len(flat):]
 
 
 def _all_layers(model):
@@ -69,9 +69,10 @@ def check_layer_names(model):
     assert not slow_bn, f"BatchNorm not made by blocks.bn (name, momentum): {slow_bn[:5]}"
 
 
-def check_show_table(model, name):
+def check_show_table(model, name, x):
+    """Returns the network's outputs for x (the forward pass this check makes)."""
     rows = show.layer_rows(model)
-    real = real_outputs(model, rows)
+    real, outs = real_outputs(model, rows, x)
     assert len(real) >= len(model.layers) - 1
     for r in rows:
         if r["name"] not in real:
@@ -98,13 +99,11 @@ def check_show_table(model, name):
     assert kinds.get("fully connected", 0) == dense
     text = show.render(rows, name)
     assert "MACs" in text and f"{model.count_params():,}" in text and "Params by kind" in text
+    return outs
 
 
-def check_forward_and_one_step(model):
-    x = np.random.default_rng(0).random((2, *SMALL), dtype=np.float32)
+def check_forward_and_one_step(model, x, outs):
     y = np.array([1, 7])
-    outs = model(x, training=False)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
     main = keras.ops.convert_to_numpy(outs[0])
     assert main.shape == (2, 10)
     np.testing.assert_allclose(main.sum(axis=1), 1.0, rtol=1e-4)  # softmax probabilities
@@ -124,8 +123,9 @@ def test_every_network(name):
     keras.utils.set_random_seed(0)
     model = registry.build(name, SMALL, 10, **small_kw(name))
     check_layer_names(model)
-    check_show_table(model, name)
-    check_forward_and_one_step(model)
+    x = np.random.default_rng(0).random((2, *SMALL), dtype=np.float32)
+    outs = check_show_table(model, name, x)
+    check_forward_and_one_step(model, x, outs)
 
 
 def test_registry_unknown_name_suggests():
