@@ -4,7 +4,8 @@ On the lent H100/H200 the suite runs Keras on JAX and its "auto" settings pick m
 device, 32 steps per call and jit (suite/hardware.py). CI never has that machine, and on a CPU "auto" picks float32
 and tf.data augmentation, so nothing else runs these paths with the experiment files the GPU session trains. Here
 every file of benchmarks/gpu_session.sh's plan trains 2 epochs on JAX with the settings `hardware.effective` gives
-a GPU, on a small CIFAR-shaped set, and ResNet-20 learns as well under them as under the CPU's settings.
+a GPU, on a small CIFAR-shaped set, and ResNet-20 learns as well under them as under the CPU's settings. The
+plan's last part, `benchmarks/studies.py --full`, gets its check too: every arm of every study's full recipe builds.
 
 Slow (33 minutes on 2 cores in 2 processes: XLA compiles each network, and bfloat16 is emulated on a CPU): run
 it before a GPU session with `python -m pytest -m slow tests/test_gpu_settings.py tests/test_gpu_carry.py -n 2
@@ -123,3 +124,11 @@ def test_bench_resnet20_under_the_gpu_settings(small_cifar, tmp_path):
     assert r["backend"] == "jax" and r["effective"]["precision"] == "mixed_bfloat16", r["effective"]
     assert {"end_to_end_host", "end_to_end_device", "model"} <= set(r["rates_img_per_s"])
     assert all(v > 0 for v in r["rates_img_per_s"].values()), r["rates_img_per_s"]
+
+
+def test_every_studys_full_recipe_builds_for_its_data():
+    """`benchmarks/studies.py --full` trains each study's [study.full] recipe on a GPU: every arm's network builds
+    for its data set's images (the default recipes are built in the default run, tests/test_study.py)."""
+    from test_study import build_every_arm
+
+    build_every_arm(full=True)
