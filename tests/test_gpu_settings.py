@@ -7,9 +7,9 @@ every file of benchmarks/gpu_session.sh's plan trains 2 epochs on JAX with the s
 a GPU, on a small CIFAR-shaped set, and ResNet-20 learns as well under them as under the CPU's settings. The
 plan's last part, `benchmarks/studies.py --full`, gets its check too: every arm of every study's full recipe builds.
 
-Slow (33 minutes on 2 cores in 2 processes: XLA compiles each network, and bfloat16 is emulated on a CPU): run
-it before a GPU session with `python -m pytest -m slow tests/test_gpu_settings.py tests/test_gpu_carry.py -n 2
---dist load` (with benchmarks/gpu_session.sh's own rehearsals, tests/test_gpu_carry.py's slow ones; one test per
+Slow (29 minutes with test_gpu_carry's two on 2 cores in 2 processes: XLA compiles each network, and bfloat16 is
+emulated on a CPU): run it before a GPU session with `python -m pytest -m slow tests/test_gpu_settings.py
+tests/test_gpu_carry.py -n 2 --dist load` (with benchmarks/gpu_session.sh's own rehearsals, tests/test_gpu_carry.py's slow ones; one test per
 process at a time; the project's default, a file per process, would run them one after another)."""
 
 import importlib.util
