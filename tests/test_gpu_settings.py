@@ -9,8 +9,9 @@ plan's last part, `benchmarks/studies.py --full`, gets its check too: every arm 
 
 Slow (29 minutes with test_gpu_carry's two on 2 cores in 2 processes: XLA compiles each network, and bfloat16 is
 emulated on a CPU): run it before a GPU session with `python -m pytest -m slow tests/test_gpu_settings.py
-tests/test_gpu_carry.py -n 2 --dist load` (with benchmarks/gpu_session.sh's own rehearsals, tests/test_gpu_carry.py's slow ones; one test per
-process at a time; the project's default, a file per process, would run them one after another)."""
+tests/test_gpu_carry.py -n 2 --dist load` (with benchmarks/gpu_session.sh's own rehearsals, tests/test_gpu_carry.py's
+slow ones; one test per process at a time; the project's default, a file per process, would run them one after
+another)."""
 
 import importlib.util
 import json

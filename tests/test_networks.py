@@ -5,8 +5,9 @@ One build per network serves all four checks because building is most of the cos
 layers). The build is at 32×32×3 with `width` 0.25 and `fc_units` 64 where the network has those knobs: they
 change channel counts only; the published parameter counts at full width are pinned in test_nets_a/b.
 The table check: one forward pass of two random images through every layer's output (the network's own output
-among them, checked to be softmax probabilities); the table's output shapes must equal the real outputs, the (N − F + 2P)/S + 1 column the real spatial size, the parameter totals model.count_params(),
-and each conv/dense MAC count H_out·W_out·(size of the kernel tensor) computed from the layer's actual weights.
+among them, checked to be softmax probabilities); the table's output shapes must equal the real outputs, the
+(N − F + 2P)/S + 1 column the real spatial size, the parameter totals model.count_params(), and each conv/dense MAC
+count H_out·W_out·(size of the kernel tensor) computed from the layer's actual weights.
 """
 
 import keras
