@@ -42,7 +42,8 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     (["--json", "/nonexistent/dir/b.json"], "cannot write"),
 ])
 def test_bench_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, args, needle):
-    """In this process too (a real process's one line and exit status: tests/test_bad_inputs.py's subprocess cases)."""
+    """In this process: every command's bad input leaves through cli.main's one error path, which
+    tests/test_bad_inputs.py's subprocess cases (of `run`) check in a real process (one line, exit 2)."""
     monkeypatch.chdir(tmp_path)
     code, _, err = cli_here("bench", "lenet5_modern", *args, "--set", "train.verbose=0")
     assert code == 2, err[-2000:]
