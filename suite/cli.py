@@ -90,8 +90,24 @@ def cmd_list(a):
                                                           else "") + "):")
     for name, (origin, path) in found.items():
         shadow = origin == "yours" and (config.EXPERIMENTS / path.name).is_file()
-        print(f"  {name:<22} {origin}" + (" (replaces the shipped one)" if shadow else ""))
+        tag = "" if origin == "shipped" else "  [yours" + (", replaces the shipped one]" if shadow else "]")
+        print(f"  {name:<22} {experiment_summary(path)}{tag}")
     return 0
+
+
+def experiment_summary(path):
+    """One line on an experiment file: its description and the paper's figure, as `run` quotes it."""
+    from . import config
+
+    try:
+        exp = config.read_toml(path).get("experiment", {})
+    except UserError as e:  # one broken file of the user's must not hide the others
+        return f"(broken: {e})"
+    if not isinstance(exp, dict):
+        return "(broken: [experiment] is not a table)"
+    ref, data = exp.get("reference_accuracy"), exp.get("reference_data")
+    paper = f" (paper: {ref:.2%} on {data or 'its data'})" if isinstance(ref, (int, float)) and ref > 0 else ""
+    return f"{exp.get('description') or '(no description)'}{paper}"
 
 
 def cmd_show(a):

@@ -43,15 +43,19 @@ def test_experiments_are_found_from_any_directory_and_yours_win(tmp_path, monkey
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "resnet20.toml").write_text('[model]\nname = "resnet20"\n[data]\nname = "digits"\n')
     (tmp_path / "experiments" / "mine.toml").write_text('[model]\nname = "lenet5_modern"\n')
+    (tmp_path / "experiments" / "broken.toml").write_text('[model\n')  # `list` still lists the rest
     assert config.resolve("resnet20")["data"]["name"] == "digits"  # the user's own recipe of that name
     found = config.experiments()
     assert found["resnet20"][0] == "yours" and found["mine"][0] == "yours" and found["alexnet"][0] == "shipped"
     p = run_cli("list", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     listed = p.stdout.split("\nexperiments (", 1)[1].splitlines()
-    line = next(x for x in listed if x.split()[:1] == ["resnet20"])
-    assert "yours" in line and "replaces the shipped one" in line
-    assert any(x.split()[:2] == ["alexnet", "shipped"] for x in listed)
+    line = {x.split()[0]: x for x in listed[1:]}
+    assert line["resnet20"].endswith("[yours, replaces the shipped one]"), line["resnet20"]
+    assert line["mine"].endswith("(no description)  [yours]"), line["mine"]
+    assert "(broken: experiment file experiments/broken.toml is not valid TOML" in line["broken"], line["broken"]
+    assert line["alexnet"].split()[1:] == ["AlexNet", "with", "the", "paper's", "training", "recipe", "(paper:",
+                                          "59.30%", "on", "imagenet)"], line["alexnet"]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["show", "resnet50", "--config"]])
