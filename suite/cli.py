@@ -105,8 +105,7 @@ def experiment_summary(path):
         return f"(broken: {e})"
     if not isinstance(exp, dict):
         return "(broken: [experiment] is not a table)"
-    ref, data = exp.get("reference_accuracy"), exp.get("reference_data")
-    paper = f" (paper: {ref:.2%} on {data or 'its data'})" if isinstance(ref, (int, float)) and ref > 0 else ""
+    paper = config.paper_figure(exp.get("reference_accuracy"), exp.get("reference_data"))
     return f"{exp.get('description') or '(no description)'}{paper}"
 
 

@@ -236,6 +236,13 @@ def list_experiments():
     return list(experiments())
 
 
+def paper_figure(ref, data):
+    """' (paper: 91.25% on cifar10)' for an experiment's reference accuracy, '' without one (run's summary, list)."""
+    if not isinstance(ref, (int, float)) or ref <= 0:
+        return ""
+    return f" (paper: {ref:.2%} on {data or 'its data'})"
+
+
 def read_toml(path):
     try:
         with open(path, "rb") as f:

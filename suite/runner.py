@@ -781,15 +781,15 @@ def weight_penalty(model):
 
 
 def summary_line(r):
+    from . import config
+
     if r["status"] == "diverged":
         w = r["diverged_at"]
         name = r["model"] if r["experiment"] == r["model"] else f"{r['experiment']} ({r['model']})"
         return (f"{name} · {r['data']} · DIVERGED at epoch {w['epoch']} batch {w['batch']} "
                 f"(loss {w['loss']}) · {r['run_dir']}")
     acc = r["test"].get("accuracy")
-    ref = ""
-    if r.get("reference_accuracy"):
-        ref = f" (paper: {r['reference_accuracy']:.2%} on {r.get('reference_data') or 'its data'})"
+    ref = config.paper_figure(r.get("reference_accuracy"), r.get("reference_data"))
     name = r["model"] if r["experiment"] == r["model"] else f"{r['experiment']} ({r['model']})"
     tta = f" ({r['test']['tta']} TTA)" if r["test"].get("tta") else ""
     penalty = f" ({r['test']['weight_penalty']:.4f} of it the L2 penalty)" if r["test"].get("weight_penalty") else ""

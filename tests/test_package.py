@@ -67,3 +67,13 @@ def test_commands_that_read_the_registry_do_not_import_tensorflow(argv):
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-1500:]
     assert "IMPORTED []" in p.stderr
+
+
+def test_run_summary_quotes_the_papers_figure_as_list_does():
+    from suite import runner
+
+    r = {"status": "done", "model": "resnet20", "experiment": "resnet20", "data": "cifar10", "params": 272474,
+         "test": {"accuracy": 0.9130}, "wall_time_s": 1.0, "run_dir": "logs/x", "reference_accuracy": 0.9125,
+         "reference_data": "cifar10"}
+    assert "test accuracy 0.9130 (paper: 91.25% on cifar10) · " in runner.summary_line(r)
+    assert "paper" not in runner.summary_line({**r, "reference_accuracy": None})
