@@ -176,13 +176,19 @@ def cmd_viz(a):
 def cmd_study(a):
     from .studies import spec
 
-    if a.list:
+    if a.list:  # runs × epochs × data say what a study costs here, --full what its paper-scale recipe costs
+        from . import table
+
+        rows = []
         for name, (origin, path) in spec.studies().items():
+            name += "" if origin == "shipped" else f" [{origin}]"
             try:
-                q = spec.load(path).question
+                s = spec.load(path)
+                rows.append([name, len(s.arms) * len(s.seeds), spec.scale(s), spec.scale(s, full=True), s.question])
             except UserError as e:
-                q = f"(broken: {e})"
-            print(f"  {name:<18} {q}" + ("" if origin == "shipped" else f"  [{origin}]"))
+                rows.append([name, "", "", "", f"(broken: {e})"])
+        print(table.render(["study", "runs", "data, epochs", "with --full", "question"], rows, numeric=(1,),
+                           markdown=False))
         return 0
     if not a.target:
         raise UserError("name a study (see `python -m suite study --list`) or a study file")
@@ -378,10 +384,11 @@ def parser():
     st = sub.add_parser("study", help="answer one of the notes' questions: arms × seeds through the runner, a "
                         "report with a verdict computed from the runs")
     st.add_argument("target", nargs="?", help="a study (see --list) or a study file experiments/studies/NAME.toml")
-    st.add_argument("--list", action="store_true", help="list the studies and their questions")
+    st.add_argument("--list", action="store_true",
+                    help="list the studies: runs, data and epochs (quick and with --full), question")
     st.add_argument("--seeds", type=int, metavar="N", help="number of seeds per arm (default: the study's)")
     st.add_argument("--full", action="store_true", help="the real data set and the paper-scale recipe ([study.full]; "
-                    "for a GPU)")
+                    "--list shows its data and epochs: the CIFAR-10 ones are for a GPU)")
     st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting in every arm, e.g. --set train.epochs=2")
     st.add_argument("--workers", type=int, metavar="N", help="train the runs in N processes side by side, each on "

@@ -170,3 +170,12 @@ def arm_config(study, arm, seed, full=False, overrides=()):
         return config.resolve(study.base, overrides, extra, origin=f"{study.path} or --set")
     except UserError as e:
         raise UserError(f"study {study.name}, arm {arm}: {e}") from None
+
+
+def scale(study, full=False):
+    """'digits, 5 ep': the data set and epochs of the study's runs (with --full: the paper-scale recipe's), so
+    `study --list` shows what a study costs before it is run. Arms may differ in epochs: 'cifar10, 10–30 ep'."""
+    cfgs = [arm_config(study, arm, study.seeds[0], full) for arm in study.arms]
+    data = "/".join(sorted({c["data"]["name"] for c in cfgs}))
+    epochs = sorted({c["train"]["epochs"] for c in cfgs})
+    return f"{data}, {epochs[0]}" + (f"–{epochs[-1]}" if len(epochs) > 1 else "") + " ep"
