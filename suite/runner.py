@@ -726,15 +726,16 @@ def load_model(path):
 
 
 def list_runs(log_dir):
-    """[(run_dir, status, results-or-None, note)] for every run directory under log_dir, oldest first.
-    status: complete | diverged | incomplete | running (an incomplete run another process holds)."""
+    """[(run_dir, status, results-or-None, note)] for every run directory under log_dir at any depth (a run's
+    logs/<experiment>/<run-id>, a study's logs/studies/<study>/<arm>/seed-…, a search's …/tune-…/trial_…), in path
+    order. status: complete | diverged | incomplete | running (an incomplete run another process holds)."""
     from . import callbacks as cb
 
     root = pathlib.Path(log_dir)
     rows = []
     if not root.is_dir():
         return rows
-    for cfg_file in sorted(root.glob("*/*/" + CONFIG)):
+    for cfg_file in sorted(root.rglob(CONFIG)):
         d = cfg_file.parent
         st, res, note = status_of(d), None, ""
         if st == "incomplete":

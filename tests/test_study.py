@@ -246,6 +246,10 @@ def test_kill_9_mid_study_then_the_same_command_trains_only_what_is_missing(tmp_
         time.sleep(0.05)
     finished = {d: (d / "results.json").stat().st_mtime_ns for d in done}
     assert len(finished) < 4 and not (root / "study.json").exists()
+    rc, out, _ = main("list", "--runs", "--logdir", logs)  # a study's runs are listed like any run, with their state
+    states = {line.split()[1]: line.split()[0] for line in out.splitlines()}
+    assert rc == 0 and states == {**{str(d): "complete" for d in runs if d in done},
+                                  **{str(d): "incomplete" for d in runs if d not in done}}, out
 
     rc, out, err = main("study", path, "--logdir", logs)  # the same command, in this process (no TF start-up)
     assert rc == 0, out[-3000:] + err[-3000:]

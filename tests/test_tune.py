@@ -14,7 +14,7 @@ import tomllib
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cli_here
 
 
 def write_exp(tmp_path, tune, name="tiny", model="lenet5"):
@@ -162,6 +162,8 @@ def test_grid_search_divergence_hparams_best_toml_and_rerun(tmp_path, capsys):
     assert len(status) == 3 and status[3e38]["status"] == "diverged", summary
     assert "inf" in status[3e38]["reason"] or "nan" in status[3e38]["reason"]
     assert status[0.01]["status"] == status[0.05]["status"] == "complete"
+    code, out, _ = cli_here("list", "--runs", "--logdir", tmp_path / "logs")  # every trial is a run `list` shows
+    assert code == 0 and sorted(line.split()[0] for line in out.splitlines()) == ["complete", "complete", "diverged"]
     assert any("DIVERGED" in line for line in lines)  # the one-line status per trial
     table = "\n".join(lines)
     assert "trial" in table and "val_accuracy" in table and "diverged" in table
