@@ -65,7 +65,7 @@ def run_dirs(logs):
 
 
 def _newest_commit(run):
-    """The backup commit a resume would read: the newest `backup/epoch-E[-step-S]` (callbacks._commits' order)."""
+    """The backup commit a resume would read: the newest `backup/epoch-E[-step-S]` (commits.newest_first's order)."""
     def key(p):
         m = re.fullmatch(r"epoch-(\d+)(?:-step-(\d+))?", p.name)
         return (int(m[1]), int(m[2] or 0)) if m else None

@@ -7,7 +7,7 @@ work; the ones here add what Keras lacks, chiefly runs that can be interrupted a
   epoch ahead of the counter), and leaves out the random-number generators' states, the running metric sums, the
   history and the callbacks' counters that an exact resume needs. Here each commit is written into a temporary
   folder, checksummed, and renamed to `backup/epoch-E[-step-S]` (rename is atomic); the newest two are kept, and
-  `restore_point` falls back from a damaged one.
+  `commits.restore_point` falls back from a damaged one.
 - `Preemption`: SIGTERM / Ctrl-C commit at the next step boundary and stop with exit 143 / 130.
 - `Segments`: the callback list of a run resumed mid-epoch, which trains the rest of that epoch and the following
   epochs in two fit calls, seen by the callbacks as one training.
@@ -26,11 +26,8 @@ import time
 
 import keras
 
+from .commits import STATE, WEIGHTS, commit_name, file_sha256, newest_first, state_digest
 from .errors import one_line
-
-WEIGHTS = "backup.weights.h5"
-STATE = "state.json"
-
 
 def fsync_path(path):
     try:
@@ -314,100 +311,6 @@ class Position:
         self.seconds = 0.0  # training time of those batches (EpochStats adds it to the epoch's time)
 
 
-def _commit_name(epoch, step):
-    return f"epoch-{epoch:05d}" + (f"-step-{step:07d}" if step else "")
-
-
-def _commits(backup_dir):
-    """Commits in `backup_dir`, newest first: [((epoch, step), path)]. `epoch-E` holds E finished epochs,
-    `epoch-E-step-S` E finished epochs and S batches of the next."""
-    out = []
-    for p in pathlib.Path(backup_dir).glob("epoch-*"):
-        bits = p.name.split("-")
-        try:
-            pos = (int(bits[1]), int(bits[3]) if len(bits) == 4 and bits[2] == "step" else 0)
-        except (ValueError, IndexError):
-            continue
-        if len(bits) in (2, 4):
-            out.append((pos, p))
-    return sorted(out, reverse=True)
-
-
-def _sha256(path):
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _digest(state):
-    import hashlib
-
-    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
-
-
-def read_commit(path, verify_files=True):
-    """(state, None) for a sound commit folder, (None, why) for a damaged one: state.json torn or edited (its
-    digest), a file missing, truncated or changed (its sha256; verify_files=False checks presence only)."""
-    path = pathlib.Path(path)
-    try:
-        state = json.loads((path / STATE).read_text())
-    except OSError:
-        return None, f"{STATE} is missing"
-    except ValueError:
-        return None, f"{STATE} is not valid JSON (torn or edited)"
-    if not isinstance(state, dict):
-        return None, f"{STATE} is not a backup state"
-    if "format" not in state and "digest" not in state:  # written before commits carried checksums
-        ok = isinstance(state.get("epoch"), int) and (path / WEIGHTS).is_file()
-        return ({**state, "step": 0, "path": str(path)}, None) if ok else (None, "an old backup without weights")
-    digest = state.pop("digest", None)
-    if digest != _digest(state):
-        return None, f"{STATE} does not match its checksum (edited or torn)"
-    for name, sha in state.get("files", {}).items():
-        f = path / name
-        if not f.is_file():
-            return None, f"{name} is missing"
-        if verify_files and _sha256(f) != sha:
-            return None, f"{name} does not match its checksum (truncated or changed)"
-    return {**state, "path": str(path)}, None
-
-
-def committed(backup_dir, verify_files=False):
-    """The newest sound commit's state (a dict with epoch, step, iterations, history, ...), or None."""
-    for _, p in _commits(backup_dir):
-        state, _ = read_commit(p, verify_files)
-        if state is not None:
-            return state
-    return None
-
-
-def restore_point(backup_dir, echo=print):
-    """The state a run resumes from: the newest sound commit. Damaged newer ones are set aside as
-    `damaged-<name>` (kept for inspection, deleted with the backup) with one warning line each. None when
-    nothing was ever committed; a UserError, with the directory untouched, when commits exist but none is sound."""
-    from .errors import UserError
-
-    bad = []
-    for _, p in _commits(backup_dir):
-        state, why = read_commit(p)
-        if state is None:
-            bad.append((p, why))
-            continue
-        for q, why in bad:
-            echo(f"warning: backup {q.name} is damaged ({why}); resuming from {p.name} instead")
-            os.rename(q, q.with_name(f"damaged-{q.name}"))
-        return state
-    if bad:
-        q, why = bad[0]
-        raise UserError(f"cannot resume {pathlib.Path(backup_dir).parent}: every backup is damaged ({q.name}: {why}); "
-                        "the directory is left as it is for inspection; start over with --fresh")
-    return None
-
-
 class Backup(keras.callbacks.Callback):
     """Commits the training state atomically (see the module docstring) at every epoch end and, mid-epoch, every
     `every` (config.parse_every's) steps or seconds and when `preempt` (a Preemption) has caught a signal. A commit holds
@@ -531,19 +434,19 @@ class Backup(keras.callbacks.Callback):
         }
         for name in files:
             fsync_path(tmp / name)
-        state["files"] = {name: _sha256(tmp / name) for name in files}
-        state["digest"] = _digest(state)
+        state["files"] = {name: file_sha256(tmp / name) for name in files}
+        state["digest"] = state_digest(state)
         with open(tmp / STATE, "w") as f:
             json.dump(state, f)
             f.flush()
             os.fsync(f.fileno())
         _fault("commit")  # tests: a kill with the commit written but not yet renamed
-        final = self.dir / _commit_name(epoch, step)
+        final = self.dir / commit_name(epoch, step)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)  # the commit point
         fsync_path(self.dir)
-        for _, p in _commits(self.dir)[2:]:  # keep this one and the one before
+        for _, p in newest_first(self.dir)[2:]:  # keep this one and the one before
             shutil.rmtree(p, ignore_errors=True)
         self.last, self.at = (step, time.monotonic()), (epoch, step)
 

@@ -78,8 +78,7 @@ def cmd_bench(a):
 def cmd_list(a):
     from . import config, registry
 
-    if getattr(a, "runs", False):
-        _tensorflow()
+    if getattr(a, "runs", False):  # the run directories' files only (suite/commits.py): no TensorFlow
         return list_runs(a.logdir)
     print("networks:")
     for name in registry.list_models():

@@ -15,8 +15,8 @@ import shutil
 import sys
 import time
 
+from . import commits, memory
 from . import data as data_mod
-from . import memory
 from .errors import UserError, one_line
 
 RESULTS = "results.json"
@@ -453,7 +453,7 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None,
             run_dir, resumed, done = pathlib.Path(got["run_dir"]), got["resumed"], got["done"]
         from . import callbacks as cb
 
-        seen = done is None or (pathlib.Path(done["path"]) / cb.WEIGHTS).is_file()
+        seen = done is None or (pathlib.Path(done["path"]) / commits.WEIGHTS).is_file()
         if not plan.agree(seen):  # every host must read the chief's backup to resume from it
             raise UserError(f"a process cannot read the backup {done['path']} that process 0 resumes from: every "
                             "host must see the log directory at the same path (a shared filesystem), "
@@ -472,8 +472,6 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None,
 def _claim(cfg, parts, run_dir, fresh, echo):
     """The chief's run directory, created and locked, and the state it resumes from:
     (run_dir, resumed, lock fd, restore point or None)."""
-    from . import callbacks as cb
-
     shown = run_dir
     if run_dir is None:
         run_dir, resumed = run_dir_for(cfg, fresh)
@@ -490,7 +488,7 @@ def _claim(cfg, parts, run_dir, fresh, echo):
     fd = lock(run_dir)
     try:
         # the state to resume from, checked before anything in the directory changes (all damaged: one line, exit 2)
-        done = cb.restore_point(run_dir / "backup", echo) if resumed else None
+        done = commits.restore_point(run_dir / "backup", echo) if resumed else None
     except BaseException:
         unlock(fd)
         raise
@@ -727,10 +725,8 @@ def load_model(path):
 
 def list_runs(log_dir):
     """[(run_dir, status, results-or-None, note)] for every run directory under log_dir at any depth (a run's
-    logs/<experiment>/<run-id>, a study's logs/studies/<study>/<arm>/seed-…, a search's …/tune-…/trial_…), in path
-    order. status: complete | diverged | incomplete | running (an incomplete run another process holds)."""
-    from . import callbacks as cb
-
+    logs/<experiment>/<run-id>, a study's logs/studies/<study>/<arm>/seed-…, a search's …/tune-…/trial_…), in
+    path order. status: complete | diverged | incomplete | running (an incomplete run another process holds)."""
     root = pathlib.Path(log_dir)
     rows = []
     if not root.is_dir():
@@ -743,7 +739,7 @@ def list_runs(log_dir):
                 epochs = json.loads(cfg_file.read_text())["train"]["epochs"]
             except (OSError, ValueError, KeyError, TypeError):
                 epochs = "?"
-            state = cb.committed(d / "backup")
+            state = commits.committed(d / "backup")
             note = f"{state['epoch'] if state else 0}/{epochs} epochs saved"
             if state and state.get("step"):
                 note += f" +{state['step']} batches"

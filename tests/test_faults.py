@@ -252,12 +252,12 @@ DAMAGES = ["truncated weights", "edited state", "torn state", "missing file"]
 @pytest.mark.parametrize("how", DAMAGES)
 def test_a_damaged_newest_commit_is_set_aside_for_the_one_before(interrupted, tmp_path, how):
     """What the resume below starts from, for every kind of damage: the commit before, with one warning line."""
-    from suite import callbacks
+    from suite import commits
 
     logs, run_dir, (older, newest) = _copy(interrupted, tmp_path)
     _damage(how, newest)
     said = []
-    state = callbacks.restore_point(run_dir / "backup", echo=said.append)
+    state = commits.restore_point(run_dir / "backup", echo=said.append)
     assert state["path"] == str(older) and (state["epoch"], state["step"]) == (1, 8), state
     assert len(said) == 1 and newest.name in said[0] and f"resuming from {older.name}" in said[0], said
     assert _commits(logs) == [older.name] and (run_dir / "backup" / f"damaged-{newest.name}").is_dir()  # kept

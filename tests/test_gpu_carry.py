@@ -61,7 +61,7 @@ def test_pack_sends_back_the_results_and_the_newest_commit_of_each_unfinished_ru
         assert sorted(tar.getnames()) == ["_text/bench.json", "_text/rows.md", "_text/session.log",
                                           "net/done/config.json", "net/done/results.json",
                                           "net/done/train/events.out.tfevents.1.v2"]
-    # the newest commit only (the order callbacks._commits resumes from), no last.keras; the finished run's
+    # the newest commit only (the order commits.newest_first resumes from), no last.keras; the finished run's
     # results.json and config.json, so that the next machine skips it
     newest = "net/cut/backup/epoch-00002-step-0000030"
     assert _names([out / "state.tgz.0"]) == [
@@ -73,11 +73,11 @@ def test_pack_sends_back_the_results_and_the_newest_commit_of_each_unfinished_ru
 
 
 def test_newest_commit_is_the_one_the_backup_resumes_from(tmp_path):
-    from suite import callbacks
+    from suite import commits
 
     run = _run(tmp_path, "r", finished=False, commits=("epoch-00009", "epoch-00010", "epoch-00010-step-0000002",
                                                          "epoch-00010-step-0000010", "epoch-x"))
-    assert gpu_carry._newest_commit(run) == callbacks._commits(run / "backup")[0][1]
+    assert gpu_carry._newest_commit(run) == commits.newest_first(run / "backup")[0][1]
 
 
 def test_a_state_larger_than_a_call_comes_back_over_several_and_resumes_whole(tmp_path, monkeypatch):

@@ -58,7 +58,8 @@ def test_experiments_are_found_from_any_directory_and_yours_win(tmp_path, monkey
                                           "59.30%", "on", "imagenet)"], line["alexnet"]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["show", "resnet50", "--config"]])
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--runs"], ["study", "--list"],
+                                  ["show", "resnet50", "--config"]])
 def test_commands_that_read_the_registry_do_not_import_tensorflow(argv):
     code = ("import sys\nfrom suite import cli\ntry:\n    rc = cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
             "    rc = e.code\nbad = [m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules]\n"

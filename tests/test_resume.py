@@ -184,6 +184,7 @@ def test_backup_restores_optimizer_slots_and_callback_state(tmp_path):
     import numpy as np
 
     from suite import callbacks as cb
+    from suite import commits
 
     def model():
         keras.utils.set_random_seed(1)
@@ -196,7 +197,7 @@ def test_backup_restores_optimizer_slots_and_callback_state(tmp_path):
     best1.best = 0.5
     b1 = cb.Backup(tmp_path / "backup", steps=4, stateful={"best": (best1, ["best"])})
     m1.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[b1])
-    state = cb.committed(tmp_path / "backup")
+    state = commits.committed(tmp_path / "backup")
     assert state["epoch"] == 2 and state["iterations"] == 8 and len(state["history"]["loss"]) == 2
 
     m2, best2 = model(), cb.BestCheckpoint(tmp_path / "best.keras", "loss")

@@ -223,7 +223,7 @@ def test_identical_arms_report_and_resume(tmp_path):
 
 
 def test_kill_9_mid_study_then_the_same_command_trains_only_what_is_missing(tmp_path):
-    from suite.callbacks import committed
+    from suite.commits import committed
 
     path = _write(tmp_path, TINY.replace('"train.epochs" = 1', '"train.epochs" = 2'), "killed.toml")
     logs = tmp_path / "logs"
