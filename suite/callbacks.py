@@ -29,6 +29,7 @@ import keras
 from .commits import STATE, WEIGHTS, commit_name, file_sha256, newest_first, state_digest
 from .errors import one_line
 
+
 def fsync_path(path):
     try:
         fd = os.open(path, os.O_RDONLY)
