@@ -183,10 +183,11 @@ def cmd_study(a):
             name += "" if origin == "shipped" else f" [{origin}]"
             try:
                 s = spec.load(path)
-                rows.append([name, len(s.arms) * len(s.seeds), spec.scale(s), spec.scale(s, full=True), s.question])
+                rows.append([name, len(s.arms) * len(s.seeds), spec.networks(s), spec.scale(s),
+                             spec.scale(s, full=True), s.question])
             except UserError as e:
-                rows.append([name, "", "", "", f"(broken: {e})"])
-        print(table.render(["study", "runs", "data, epochs", "with --full", "question"], rows, numeric=(1,),
+                rows.append([name, "", "", "", "", f"(broken: {e})"])
+        print(table.render(["study", "runs", "network", "data, epochs", "with --full", "question"], rows, numeric=(1,),
                            markdown=False))
         return 0
     if not a.target:
@@ -384,10 +385,11 @@ def parser():
                         "report with a verdict computed from the runs")
     st.add_argument("target", nargs="?", help="a study (see --list) or a study file experiments/studies/NAME.toml")
     st.add_argument("--list", action="store_true",
-                    help="list the studies: runs, data and epochs (quick and with --full), question")
+                    help="list the studies: runs, network, data and epochs (quick and with --full), question")
     st.add_argument("--seeds", type=int, metavar="N", help="number of seeds per arm (default: the study's)")
     st.add_argument("--full", action="store_true", help="the real data set and the paper-scale recipe ([study.full]; "
-                    "--list shows its data and epochs: the CIFAR-10 ones are for a GPU)")
+                    "--list shows its data and epochs; the MNIST ones and the exercise-2 CNN's on CIFAR-10 fit "
+                    "a CPU, the others are for a GPU)")
     st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting in every arm, e.g. --set train.epochs=2")
     st.add_argument("--workers", type=int, metavar="N", help="train the runs in N processes side by side, each on "

@@ -136,8 +136,8 @@ def test_every_shipped_study_loads_and_resolves():
 
 
 def test_study_list_says_what_each_study_costs_quick_and_with_full(tmp_path, monkeypatch):
-    # runs (arms × seeds) and the data and epochs of both recipes, from the files; a user's study is marked and a
-    # broken one named in its row without hiding the others
+    # runs (arms × seeds), the networks and the data and epochs of both recipes, from the files; a user's study is
+    # marked and a broken one named in its row without hiding the others
     (tmp_path / "experiments" / "studies").mkdir(parents=True)
     (tmp_path / "experiments" / "studies" / "mine.toml").write_text(
         TINY + '[arms.c]\n"train.epochs" = 3\n[study.full]\n"data.name" = "mnist"\n')
@@ -148,11 +148,12 @@ def test_study_list_says_what_each_study_costs_quick_and_with_full(tmp_path, mon
     assert rc == 0 and len(rows) == len(spec.studies()), out
     assert rows["mine"].split("  ")[0] == "mine [yours]", rows["mine"]
     cells = [c.strip() for c in rows["mine"].split("  ") if c.strip()]
-    assert cells[1:4] == ["6", "digits, 1–3 ep", "mnist, 1–3 ep"], cells
+    assert cells[1:5] == ["6", "lenet5_modern", "digits, 1–3 ep", "mnist, 1–3 ep"], cells
     assert "(broken: " in rows["bad"] and "not valid TOML" in rows["bad"], rows["bad"]
     lenet = spec.load("lenet")
     epochs = spec.arm_config(lenet, "classic", 0)["train"]["epochs"]
-    assert f" {len(lenet.arms) * len(lenet.seeds)}  digits, {epochs} ep" in rows["lenet"], rows["lenet"]
+    assert f" {len(lenet.arms) * len(lenet.seeds)}  lenet5/lenet5_modern/exercise2_cnn  digits, {epochs} ep" in \
+        rows["lenet"], rows["lenet"]
 
 
 SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10)}  # the sets studies use

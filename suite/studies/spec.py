@@ -12,7 +12,7 @@
     target = 0.9                  # optional: validation accuracy for the "epochs to target" column
     [study.set]                   # settings every arm shares (as --set: section.key = value)
     "train.epochs" = 4
-    [study.full]                  # --full: the real data set and the paper-scale recipe (for a GPU)
+    [study.full]                  # --full: the real data set and the paper-scale recipe
     "data.name" = "mnist"
     [arms.shuffled]               # one table of settings per arm
     "data.shuffle" = true
@@ -179,3 +179,10 @@ def scale(study, full=False):
     data = "/".join(sorted({c["data"]["name"] for c in cfgs}))
     epochs = sorted({c["train"]["epochs"] for c in cfgs})
     return f"{data}, {epochs[0]}" + (f"–{epochs[-1]}" if len(epochs) > 1 else "") + " ep"
+
+
+def networks(study):
+    """'resnet20/densenet_bc100': the networks the arms train, in arm order, so `study --list` shows how big a
+    study's runs are (the exercise-2 CNN's fit a CPU even under --full; GoogLeNet's do not)."""
+    names = [arm_config(study, arm, study.seeds[0])["model"]["name"] for arm in study.arms]
+    return "/".join(dict.fromkeys(names))
