@@ -154,6 +154,12 @@ def test_study_list_says_what_each_study_costs_quick_and_with_full(tmp_path, mon
     epochs = spec.arm_config(lenet, "classic", 0)["train"]["epochs"]
     assert f" {len(lenet.arms) * len(lenet.seeds)}  lenet5/lenet5_modern/exercise2_cnn  digits, {epochs} ep" in \
         rows["lenet"], rows["lenet"]
+    # arms of one network that differ in depth show the depths, or vgg_depth's row would name only VGG-11
+    vgg = spec.load("vgg_depth")
+    depths = "/".join(str(spec.arm_config(vgg, arm, 0)["model"]["depth"]) for arm in vgg.arms)
+    assert f"  {spec.arm_config(vgg, 'vgg11', 0)['model']['name']} depth {depths}  " in rows["vgg_depth"], \
+        rows["vgg_depth"]
+    assert depths == "11/19" and "depth" not in rows["head"], (depths, rows["head"])
 
 
 SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10)}  # the sets studies use

@@ -183,6 +183,12 @@ def scale(study, full=False):
 
 def networks(study):
     """'resnet20/densenet_bc100': the networks the arms train, in arm order, so `study --list` shows how big a
-    study's runs are (the exercise-2 CNN's fit a CPU even under --full; GoogLeNet's do not)."""
-    names = [arm_config(study, arm, study.seeds[0])["model"]["name"] for arm in study.arms]
-    return "/".join(dict.fromkeys(names))
+    study's runs are (the exercise-2 CNN's fit a CPU even under --full; GoogLeNet's do not). Where arms of one
+    network differ in model.depth, the depths follow its name ('vgg11_bn depth 11/19'): there the name alone
+    would hide the deeper arm."""
+    depths = {}
+    for arm in study.arms:
+        model = arm_config(study, arm, study.seeds[0])["model"]
+        depths.setdefault(model["name"], []).append(model.get("depth"))
+    return "/".join(name + (" depth " + "/".join(str(d) for d in dict.fromkeys(ds)) if len(set(ds)) > 1 else "")
+                    for name, ds in depths.items())
