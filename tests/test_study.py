@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, cli_here
 from suite.errors import UserError
-from suite.studies import spec, study, verdict
+from suite.studies import report, spec, study, verdict
 
 TINY = '''
 [study]
@@ -213,6 +213,13 @@ def test_identical_arms_report_and_resume(tmp_path):
     assert by["a > b"] != "supported" and by["a ~ b"] == "supported"  # identical arms: no difference
     assert (root / "report.md").read_text().startswith("# Study `twins`") and (root / "study.png").stat().st_size
     assert "## Verdict:" in out and out.count("trained") == 4
+    # The setting line gives only what every arm shares: arms that differ in batch leave the batch to their own list
+    setting = next(l for l in (root / "report.md").read_text().splitlines() if l.startswith("**Setting.**"))
+    cfg = json.loads(next(root.glob("a/seed-*/config.json")).read_text())
+    assert f"on {cfg['data']['name']}, 1 epochs, batch {cfg['train']['batch_size']};" in setting, setting
+    two = spec.load(_write(tmp_path, TINY.replace('[arms.b]\n', '[arms.b]\n"train.batch_size" = 7\n'), "two.toml"))
+    setting = next(l for l in report.markdown(two, s, root, cfg).splitlines() if l.startswith("**Setting.**"))
+    assert f"on {cfg['data']['name']}, 1 epochs;" in setting and "`train.batch_size = 7`" in setting, setting
 
     # half-finished: one run lost its results (killed before the end), another never started
     runs = sorted(root.glob("*/seed-*"))

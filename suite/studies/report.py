@@ -67,8 +67,13 @@ def markdown(study, s, root, cfg):
     head = ["arm", f"{study.metric} (mean ± std)"] + [h for _, h, _ in shown] + ["diverged"]
     rows = [[a, fmt(s["arms"][a][study.metric], kind)] + [fmt(s["arms"][a][k], kd) for k, _, kd in shown]
             + [f"{s['diverged'][a]}/{len(s['seeds'])}"] for a in s["arms"]]
-    setting = (f" on {cfg['data']['name']}, {cfg['train']['epochs']} epochs, batch "
-                                      f"{cfg['train']['batch_size']}")
+    # Only what every arm shares: a value an arm overrides is the first arm's and would mislabel the others
+    # (batch_size's arms differ in batch), and the arms' own values follow in "Arms differ only in".
+    varied = {k for t in study.arms.values() for k in t}
+    setting = "".join(text for key, text in (("data.name", f" on {cfg['data']['name']}"),
+                                             ("train.epochs", f", {cfg['train']['epochs']} epochs"),
+                                             ("train.batch_size", f", batch {cfg['train']['batch_size']}"))
+                      if key not in varied)
     out = [f"# Study `{study.name}`" + (" (--full)" if s["full"] else ""), "",
            f"**Question.** {study.question}", "",
            f"**Claim.** `{study.claim_text}` — {study.source or 'no source given'}", "",
