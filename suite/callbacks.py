@@ -222,21 +222,61 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
 
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model to `path` (atomically) whenever `monitor` reaches a new maximum. `best` is part of
-    the backup state, so a resumed run does not overwrite a better model with a worse one."""
+    the backup state, so a resumed run does not overwrite a better model with a worse one.
+    defer (epoch-end commits spaced out, log.commit_interval): a new best is held in memory (its weights and
+    optimizer slots) and written by `flush`, which Backup calls before each commit and which runs at the training's
+    end: best.keras is then written at most once per commit, and still before the commit that records `best`."""
 
-    def __init__(self, path, monitor, source=None, local=None):
+    def __init__(self, path, monitor, source=None, local=None, defer=False):
         super().__init__()
         self.path, self.monitor, self.best = pathlib.Path(path), monitor, -math.inf
         self.source = source  # data parallel: the process's own copy (Validate keeps it current)
         self.local = local or contextlib.nullcontext  # distribute.Plan.local: a save of this process alone
+        self.defer, self.pending = defer, None
+
+    @property
+    def net(self):
+        return self.source if self.source is not None else self.model
+
+    def _variables(self):
+        net = self.net
+        extra = list(net.optimizer.variables) if getattr(net, "optimizer", None) is not None else []
+        seen, out = set(), []
+        for v in list(net.weights) + extra:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
 
     def on_epoch_end(self, epoch, logs=None):
         v = (logs or {}).get(self.monitor)
         if v is None or not math.isfinite(float(v)) or float(v) <= self.best:
             return
         self.best = float(v)
+        if self.defer:  # (on JAX the training state is in the variables at an epoch end)
+            self.pending = [keras.ops.convert_to_numpy(x) for x in self._variables()]
+            return
         with self.local():
-            save_model(self.source if self.source is not None else self.model, self.path)
+            save_model(self.net, self.path)
+
+    def flush(self):
+        """Writes a held best model: its values go into the network for the save, then the current ones back."""
+        if self.pending is None:
+            return
+        variables = self._variables()
+        now = [keras.ops.convert_to_numpy(x) for x in variables]
+        try:
+            for x, value in zip(variables, self.pending):
+                x.assign(value)
+            with self.local():
+                save_model(self.net, self.path)
+        finally:
+            for x, value in zip(variables, now):
+                x.assign(value)
+        self.pending = None
+
+    def on_train_end(self, logs=None):
+        self.flush()
 
 
 class TensorBoard(keras.callbacks.TensorBoard):
@@ -323,7 +363,7 @@ class Backup(keras.callbacks.Callback):
     diverged is not committed. Keras' BackupAndRestore commits only between epochs and writes in place."""
 
     def __init__(self, backup_dir, *, steps, restore=None, stateful=None, stop=None, every=None, preempt=None,
-                 position=None, write=True, local=None):
+                 position=None, write=True, local=None, spacing=None, epochs=None, before=()):
         super().__init__()
         # write=False (a data-parallel process other than the chief): restores, never writes; local: Plan.local
         self.write, self.local = write, local or contextlib.nullcontext
@@ -335,6 +375,10 @@ class Backup(keras.callbacks.Callback):
         self.epoch, self.last = 0, (0, time.monotonic())  # last commit: (batch within the epoch, clock)
         self.epoch_start = time.monotonic()
         self.at = None  # (epoch, batch) of the newest commit this process wrote
+        # spacing (log.commit_interval, seconds): an epoch end commits only when this long has passed since the
+        # last commit, or it is the last epoch (`epochs`), or a signal came; None: every epoch end
+        self.spacing, self.epochs, self.committed = spacing, epochs, time.monotonic()
+        self.before = before  # called before each commit is written (BestCheckpoint.flush)
 
     def on_train_begin(self, logs=None):
         if self.write and self.dir.is_dir():
@@ -394,16 +438,21 @@ class Backup(keras.callbacks.Callback):
                 pass
         if self.stop is not None and self.stop.where:
             return  # a diverged epoch is not a completed one
+        if self.spacing and time.monotonic() - self.committed < self.spacing and epoch + 1 != self.epochs and (
+                self.preempt is None or self.preempt.signal is None):
+            return  # committed lately: a kill now loses less than `spacing` of training, resumed exactly
         self.commit(epoch + 1, 0)
 
     def commit(self, epoch, step):
         if not self.write:  # the chief commits this point (Preemption reads `at`)
-            self.last, self.at = (step, time.monotonic()), (epoch, step)
+            self.last, self.at, self.committed = (step, time.monotonic()), (epoch, step), time.monotonic()
             return
         with self.local():
             self._commit(epoch, step)
 
     def _commit(self, epoch, step):
+        for fn in self.before:
+            fn()
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".tmp-{epoch}-{step}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -449,7 +498,7 @@ class Backup(keras.callbacks.Callback):
         fsync_path(self.dir)
         for _, p in newest_first(self.dir)[2:]:  # keep this one and the one before
             shutil.rmtree(p, ignore_errors=True)
-        self.last, self.at = (step, time.monotonic()), (epoch, step)
+        self.last, self.at, self.committed = (step, time.monotonic()), (epoch, step), time.monotonic()
 
 
 def _rng_states(model):

@@ -108,6 +108,11 @@ DEFAULTS = {
         # ("2min", "90s", "1h"), a number of steps ("500 steps") or "epoch" (epoch ends only). A kill loses at most
         # this much training; a signal (SIGTERM, Ctrl-C) commits at the next step whatever it is.
         "backup_every": "2min",
+        # the least time between two epoch-end commits: "auto" (a CPU: every epoch end; a GPU/TPU: "30s", since a
+        # commit there can cost as much as a short epoch's training: suite/hardware.py), "epoch", or a time
+        # ("30s", "5min"). A kill loses at most this much training, resumed exactly from the commit before; a
+        # signal and the last epoch always commit.
+        "commit_interval": "auto",
     },
     # `python -m suite tune` (suite/tune/). Search space: a list of values per knob; for lr, momentum, dropout
     # and weight_decay two numbers are a range (lr, weight_decay: log-uniform) and three or more a set of values;
@@ -443,7 +448,23 @@ def validate(cfg):
         except ValueError:
             raise UserError(f"log.backup_every = {cfg['log']['backup_every']!r} is not a time, a step count or "
                             "'epoch'; e.g. \"2min\", \"90s\", \"500 steps\" or \"epoch\"") from None
+    ci = cfg["log"].get("commit_interval", "auto")
+    if ci != "auto":
+        try:
+            ok = parse_every(ci) is None or parse_every(ci)[0] == "seconds"
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UserError(f"log.commit_interval = {ci!r} is not a time, 'epoch' or 'auto'; e.g. \"30s\", "
+                            "\"5min\", \"epoch\" (every epoch end) or \"auto\"")
     return cfg
+
+
+def commit_spacing(value):
+    """log.commit_interval as decided (hardware.effective: never "auto") → seconds between epoch-end commits,
+    or None: every epoch end."""
+    every = parse_every(value)
+    return every[1] if every else None
 
 
 def parse_every(value):

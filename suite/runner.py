@@ -53,6 +53,7 @@ def config_hash(cfg):
     c.pop("tune", None)  # the search space does not change what `run` trains
     c.pop("eval", None)  # nor does how the test set is evaluated
     c["log"].pop("backup_every", None)  # nor how often its state is committed
+    c["log"].pop("commit_interval", None)
     c["train"].pop("distribute", None)  # nor on how many devices: a run resumes on other hardware
     for key, default in SINCE_HASHED.items():  # settings added later, at their default: as before they existed,
         sec, k = key.split(".")                # so a run begun by an older suite still resumes after an upgrade
@@ -425,7 +426,8 @@ def run(cfg, *, fresh=False, callbacks=(), echo=print, run_dir=None, timer=None,
     cluster: distribute.cluster()'s, to train as one of several processes (every process calls run alike).
 
     Crash safety (kill -9 at any moment): every epoch end flushes TensorBoard, saves best.keras atomically
-    and then commits the backup atomically (callbacks.Backup); a rerun of the same command finds the
+    and then commits the backup atomically (callbacks.Backup; log.commit_interval may leave an epoch end
+    uncommitted, then best.keras waits for the next commit); a rerun of the same command finds the
     unfinished directory, drops TensorBoard points past the last commit and continues from there."""
     from . import distribute
 
@@ -563,12 +565,16 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
     if chief:
         cbs.append(cb.TensorBoard(str(run_dir), write_graph=True,
                                   profile_batch=_profile(cfg) if not start_epoch else 0))
+    spacing = config.commit_spacing(parts["effective"]["commit_interval"])  # None: every epoch end commits
+    best = None
     if cfg["log"]["checkpoints"] and chief:
-        best = cb.BestCheckpoint(run_dir / "best.keras", monitor, source=copy, local=plan.local)
+        best = cb.BestCheckpoint(run_dir / "best.keras", monitor, source=copy, local=plan.local,
+                                 defer=spacing is not None)
         cbs.append(best)
         stateful["best_checkpoint"] = (best, ["best"])
     backup = cb.Backup(run_dir / "backup", steps=steps, restore=done, stateful=stateful, stop=stop,
                        every=config.parse_every(cfg["log"].get("backup_every", "epoch")), preempt=preempt,
+                       spacing=spacing, epochs=t["epochs"], before=[best.flush] if best is not None else [],
                        position=position, write=chief, local=plan.local)
     preempt.backup = backup
     cbs.append(backup)

@@ -162,6 +162,59 @@ def test_signal_commits_at_the_next_step_and_exits(exp, reference, tmp_path, act
     _same_as(_results(logs), reference)
 
 
+def test_spaced_commits_skip_epoch_ends_and_resume_exactly(exp, reference, tmp_path):
+    """log.commit_interval (a GPU's "auto" is 30 s, where a commit costs about a short epoch): an epoch end commits
+    only when that long has passed since the last commit, the last epoch always, and best.keras waits for the next
+    commit. Here 1 h: a kill in epoch 3 finds no commit (the rerun starts over); a kill just before results.json
+    finds the last epoch's commit alone, with best.keras written before it; the resume ends as the uninterrupted
+    run."""
+    logs = tmp_path / "logs"
+    spaced = ("--set", "log.backup_every=epoch", "--set", "log.commit_interval=1h")  # not in the config hash
+    r = run_cli("run", exp, "--logdir", logs, *spaced, env={"SUITE_FAULT": "step:7"})  # epoch 3's first call
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    (run_dir,) = list(logs.glob("faults/*"))
+    assert _commits(logs) == [] and not (run_dir / "best.keras").exists()  # epochs 1–2 ended uncommitted
+    r = run_cli("run", exp, "--logdir", logs, *spaced, env={"SUITE_FAULT": "results:1"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    assert _commits(logs) == ["epoch-00003"] and (run_dir / "best.keras").exists()
+    code, out, err = _main(["run", str(exp), "--logdir", str(logs), *spaced])
+    assert code == 0, err[-3000:]
+    _same_as(_results(logs), reference)
+
+
+def test_held_best_model_is_written_with_its_own_weights(tmp_path):
+    """BestCheckpoint(defer=True) keeps a new best in memory; flush() writes that model (its weights and optimizer
+    slots), not the network's current one, and leaves the network as it was."""
+    import keras
+    import numpy as np
+
+    from suite import callbacks as cb
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    model.fit(x, y, epochs=1, verbose=0)
+    best = cb.BestCheckpoint(tmp_path / "best.keras", "val_accuracy", defer=True)
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_accuracy": 0.5})
+    held = [w.copy() for w in model.get_weights()]
+    held_slots = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    assert not (tmp_path / "best.keras").exists()
+    model.fit(x, y, epochs=2, verbose=0)  # the network moves on
+    best.on_epoch_end(1, {"val_accuracy": 0.4})  # worse: still the held one
+    now = [w.copy() for w in model.get_weights()]
+    assert not all(np.array_equal(a, b) for a, b in zip(held, now))
+    best.flush()
+    saved = keras.models.load_model(tmp_path / "best.keras")
+    for a, b in zip(saved.get_weights(), held):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(saved.optimizer.variables, held_slots):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), b)
+    for a, b in zip(model.get_weights(), now):
+        np.testing.assert_array_equal(a, b)
+    assert best.pending is None and best.best == 0.5
+
+
 def test_second_signal_stops_at_once(exp, tmp_path):
     logs = tmp_path / "logs"
     r = _run(exp, logs, "step:4:term2")

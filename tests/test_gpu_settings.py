@@ -39,7 +39,8 @@ def gpu_sets(target):
     cfg = config.resolve(target)
     eff = hardware.effective(cfg, 352, GPU)  # CIFAR-10's 45,000 training images at batch 128
     sets = [f"train.precision={eff['precision']}", f"train.steps_per_execution={eff['steps_per_execution']}",
-            f"train.jit_compile={str(eff['jit_compile']).lower()}", f"data.augment_on={eff['augment_on']}"]
+            f"train.jit_compile={str(eff['jit_compile']).lower()}", f"data.augment_on={eff['augment_on']}",
+            f"log.commit_interval={eff['commit_interval']}"]
     if cfg["train"]["warmup_epochs"] >= EPOCHS:  # the speed run warms up for 5: leave a decay to schedule
         sets.append("train.warmup_epochs=1")
     return [a for s in sets for a in ("--set", s)]
