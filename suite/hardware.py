@@ -28,7 +28,7 @@ STEPS_PER_CALL = {"cpu": 8, "gpu": 32, "tpu": 32}
 # Least time between epoch-end commits ("auto"). An epoch-end commit (backup weights + optimizer slots, and best.keras
 # when the monitored figure improved; suite/callbacks.py) is host work whose cost does not shrink with the epoch:
 # measured on an H200 (2026-12-04), the work after the epoch's training took ~0.39 s an epoch for ResNet-20 (1.6 s
-# epochs) and ~0.53 s for ResNet-9 (0.56 s epochs), a third to a half of the wall time. On a CPU an epoch of these
+# epochs) and ~0.53 s for ResNet-9 (0.56 s epochs), a fifth to a half of the wall time. On a CPU an epoch of these
 # networks takes minutes, so every epoch end commits, as before.
 COMMIT_INTERVAL = {"cpu": "epoch", "gpu": "30s", "tpu": "30s"}
 
