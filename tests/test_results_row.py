@@ -46,6 +46,31 @@ def test_speed_line_leaves_the_compiling_epoch_out(tmp_path):
     assert "mean 8.00 s over 2 runs (12.00, 4.00 s;" in line and "3.1× airbench94" in line
 
 
+def _events(d, wall_times):
+    """Keras-like train/ events: epoch_loss at step e written at wall_times[e]."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    w = EventFileWriter(str(d / "train"))
+    for step, t in enumerate(wall_times):
+        value = summary_pb2.Summary.Value(tag="epoch_loss", simple_value=1.0)
+        w.add_event(event_pb2.Event(wall_time=t, step=step, summary=summary_pb2.Summary(value=[value])))
+    w.close()
+
+
+def test_speed_line_gives_the_loop_time_with_the_epoch_end_work(tmp_path):
+    """epoch_time leaves out the callbacks after it; the epochs' TensorBoard timestamps do not."""
+    a = _run(tmp_path / "a", 0.94)
+    r = json.loads((a / "results.json").read_text())
+    r["history"]["epoch_time"] = [30.0, 1.0, 1.0, 1.0]
+    (a / "results.json").write_text(json.dumps(r))
+    line = results_row.speed([a])
+    assert "mean 4.00 s over 1 runs" in line and "epoch-end work" not in line  # no event files: no second figure
+    _events(a, [1000.0, 1002.0, 1004.5, 1006.5])  # periods 2, 2.5, 2: span 6.5 + median 2
+    line = results_row.speed([a])
+    assert "mean 4.00 s over 1 runs" in line and "epoch-end work" in line and "mean 8.50 s (8.50 s)" in line
+
+
 def test_a_resumed_run_counts_its_epoch_times(tmp_path):
     d = _run(tmp_path / "a", 0.92)
     r = json.loads((d / "results.json").read_text())
