@@ -8,6 +8,8 @@ fill) is a warm-up and the figure is the median over the next `--epochs`. Rows:
 - end to end, through suite.runner.run itself (pipeline + step + the run's callbacks, checkpoints, TensorBoard),
   once with augmentation on the host and once on the device;
 - plain Keras: the same network compiled the same way, `model.fit` on NumPy arrays, no callbacks;
+- the run's pipeline and network (augmentation where the run puts it) under `model.fit` with no callbacks: what
+  separates the end-to-end row from the model row, split into the feed's share and the callbacks' share;
 - for ResNet-50 at 224² on a CUDA machine with PyTorch: torchvision's ResNet-50, channels-last, bf16 autocast,
   torch.compile (suite/bench_torch.py).
 Validation and its recomputed BatchNorm statistics are off in every row (`data.val_split = 0`,
@@ -153,6 +155,16 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
             tm = timer()
             model.fit(x, y, batch_size=bs, epochs=1 + epochs, shuffle=True, verbose=0, callbacks=[tm])
             samples.setdefault("plain_keras", []).append(tm.rate(len(x)))
+            # the run's own pipeline and network (augmentation where the run puts it), fit with no callbacks but
+            # the timer: between this and the model row lie the pipeline and augmentation, between this and the
+            # end-to-end row the run's callbacks (per-call log reads, epoch-end commits, TensorBoard)
+            fresh = runner.prepare(c)
+            feed = runner.datasets(c, fresh, stats=stats)
+            model = runner.compile_model(runner.on_device(c, fresh, feed), c, fresh)
+            tm = timer()
+            model.fit(feed["train"], epochs=1 + epochs, verbose=0, shuffle=False, callbacks=[tm])
+            samples.setdefault("pipeline_fit", []).append(tm.rate(n))
+            del feed
             for where in ("host", "device"):
                 cw = copy.deepcopy(c)
                 cw["data"]["augment_on"] = where
@@ -163,6 +175,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         del x, y
         labels = {"model": "model step alone (one batch in memory)",
                   "plain_keras": "plain Keras (model.fit on NumPy, no callbacks)",
+                  "pipeline_fit": f"run's pipeline + model, no callbacks ({eff['augment_on']} aug.)",
                   "end_to_end_host": "end to end, augmentation on the host",
                   "end_to_end_device": "end to end, augmentation on the device"}
         for key, label in labels.items():

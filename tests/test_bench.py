@@ -7,7 +7,7 @@ import pytest
 from conftest import cli_here
 
 ROWS = {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment", "model", "plain_keras",
-        "end_to_end_host", "end_to_end_device"}
+        "end_to_end_host", "end_to_end_device", "pipeline_fit"}
 
 
 def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
@@ -30,6 +30,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     pairs = sorted(a / b for a, b in zip(s["end_to_end_host"], s["plain_keras"]))
     assert r["ratios"]["suite/plain_keras"] == pytest.approx(sum(pairs) / 2)
     for label in ("input pipeline, host augmentation", "model step alone", "plain Keras", "end to end",
+                  "run's pipeline + model, no callbacks (host aug.)",
                   "end_to_end/model =", "suite/plain_keras ="):
         assert label in stdout, label
     assert not (tmp_path / "logs").exists(), "bench must leave no run directories behind"
