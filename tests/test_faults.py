@@ -182,6 +182,22 @@ def test_spaced_commits_skip_epoch_ends_and_resume_exactly(exp, reference, tmp_p
     _same_as(_results(logs), reference)
 
 
+def test_signal_with_spaced_commits_commits_the_held_best_too(exp, reference, tmp_path):
+    """With epoch ends left uncommitted (1 h interval), SIGTERM in epoch 3 still commits at the next step, and the
+    best model held since an earlier epoch is written before that commit; the same command resumes exactly."""
+    logs = tmp_path / "logs"
+    spaced = ("--set", "log.backup_every=epoch", "--set", "log.commit_interval=1h")
+    r = run_cli("run", exp, "--logdir", logs, *spaced, env={"SUITE_FAULT": "step:7:term"})  # epoch 3's first call
+    assert r.returncode == 143, r.stderr[-3000:]
+    (run_dir,) = list(logs.glob("faults/*"))
+    assert _commits(logs) == ["epoch-00002-step-0000016"]  # the call after the signal; epochs 1–2 uncommitted
+    state = json.loads((run_dir / "backup" / _commits(logs)[0] / "state.json").read_text())
+    assert (run_dir / "best.keras").exists() and state["callbacks"]["best_checkpoint"]["best"] > 0
+    code, out, err = _main(["run", str(exp), "--logdir", str(logs), *spaced])
+    assert code == 0, err[-3000:]
+    _same_as(_results(logs), reference)
+
+
 def test_held_best_model_is_written_with_its_own_weights(tmp_path):
     """BestCheckpoint(defer=True) keeps a new best in memory; flush() writes that model (its weights and optimizer
     slots), not the network's current one, and leaves the network as it was."""
