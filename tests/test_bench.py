@@ -23,8 +23,9 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     assert r["steps_per_epoch"] == 3 and r["batch_size"] == 128 and r["repeat"] == 2
     assert all(len(v) == 2 for v in r["samples_img_per_s"].values())
     assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
+    # "auto" on a CPU: 8 steps per call, at most an epoch (3); every epoch end commits
     assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 3,
-                              "augment_on": "host", "commit_interval": "epoch"}  # "auto" on a CPU: 8 steps per call, at most an epoch (3)
+                              "augment_on": "host", "commit_interval": "epoch"}
     # the ratios are those of the measured rows (median of each turn's ratio)
     s = r["samples_img_per_s"]
     pairs = sorted(a / b for a, b in zip(s["end_to_end_host"], s["plain_keras"]))
