@@ -109,7 +109,8 @@ exp_part() {  # NAME or NAME:KEY=VALUE,… (a variant, in a folder and row of it
 for part in $parts; do
   t0=$(date +%s)
   case $part in
-    bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 2 ;;
+    # two turns: single turns of one row differed by ~25 % between two calls on the H200 (2026-12-04)
+    bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 2 --repeat 2 ;;
     r20)   exp_part resnet20 ;;
     r56)   exp_part resnet56 ;;
     pbn)   [ -f "$TXT/precise_bn_cost.txt" ] && grep -q "share of an epoch" "$TXT/precise_bn_cost.txt" ||
