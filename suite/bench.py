@@ -141,30 +141,29 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         del xs, ys
         samples = {}
 
-        def trained_model():  # the network as `run` trains it on the host path (behind data.whiten's layer)
+        def trained_model(feed):  # the network as `run` trains it on `feed`'s path (behind data.whiten's layer)
             fresh = runner.prepare(c)
-            return runner.compile_model(runner.on_device(c, fresh, host), c, fresh)
+            return runner.compile_model(runner.on_device(c, fresh, feed), c, fresh)
+
+        run_feed = runner.datasets(c, parts, stats=stats)  # the run's own pipeline (augmentation where it puts it)
 
         for _ in range(repeat):
-            model = trained_model()
+            model = trained_model(host)
             tm = timer()
             model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=n_steps, epochs=1 + epochs,
                       verbose=0, shuffle=False, callbacks=[tm])
             samples.setdefault("model", []).append(tm.rate(n_steps * bs))
-            model = trained_model()
+            model = trained_model(host)
             tm = timer()
             model.fit(x, y, batch_size=bs, epochs=1 + epochs, shuffle=True, verbose=0, callbacks=[tm])
             samples.setdefault("plain_keras", []).append(tm.rate(len(x)))
             # the run's own pipeline and network (augmentation where the run puts it), fit with no callbacks but
             # the timer: between this and the model row lie the pipeline and augmentation, between this and the
             # end-to-end row the run's callbacks (per-call log reads, epoch-end commits, TensorBoard)
-            fresh = runner.prepare(c)
-            feed = runner.datasets(c, fresh, stats=stats)
-            model = runner.compile_model(runner.on_device(c, fresh, feed), c, fresh)
+            model = trained_model(run_feed)
             tm = timer()
-            model.fit(feed["train"], epochs=1 + epochs, verbose=0, shuffle=False, callbacks=[tm])
+            model.fit(run_feed["train"], epochs=1 + epochs, verbose=0, shuffle=False, callbacks=[tm])
             samples.setdefault("pipeline_fit", []).append(tm.rate(n))
-            del feed
             for where in ("host", "device"):
                 cw = copy.deepcopy(c)
                 cw["data"]["augment_on"] = where
@@ -172,7 +171,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
                 tm = timer()
                 res = runner.run(cw, fresh=True, timer=tm, echo=lambda *a: None)
                 samples.setdefault(f"end_to_end_{where}", []).append(tm.rate(res["train_examples"]))
-        del x, y
+        del x, y, run_feed
         labels = {"model": "model step alone (one batch in memory)",
                   "plain_keras": "plain Keras (model.fit on NumPy, no callbacks)",
                   "pipeline_fit": f"run's pipeline + model, no callbacks ({eff['augment_on']} aug.)",

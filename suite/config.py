@@ -451,10 +451,10 @@ def validate(cfg):
     ci = cfg["log"].get("commit_interval", "auto")
     if ci != "auto":
         try:
-            ok = parse_every(ci) is None or parse_every(ci)[0] == "seconds"
+            every = parse_every(ci)
         except ValueError:
-            ok = False
-        if not ok:
+            every = ("invalid", ci)
+        if every is not None and every[0] != "seconds":
             raise UserError(f"log.commit_interval = {ci!r} is not a time, 'epoch' or 'auto'; e.g. \"30s\", "
                             "\"5min\", \"epoch\" (every epoch end) or \"auto\"")
     return cfg

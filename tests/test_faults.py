@@ -162,6 +162,10 @@ def test_signal_commits_at_the_next_step_and_exits(exp, reference, tmp_path, act
     _same_as(_results(logs), reference)
 
 
+# epoch ends committed at most once an hour, no mid-epoch commits (neither setting is in the config hash)
+SPACED = ("--set", "log.backup_every=epoch", "--set", "log.commit_interval=1h")
+
+
 def test_spaced_commits_skip_epoch_ends_and_resume_exactly(exp, reference, tmp_path):
     """log.commit_interval (a GPU's "auto" is 30 s, where a commit costs about a short epoch): an epoch end commits
     only when that long has passed since the last commit, the last epoch always, and best.keras waits for the next
@@ -169,15 +173,14 @@ def test_spaced_commits_skip_epoch_ends_and_resume_exactly(exp, reference, tmp_p
     finds the last epoch's commit alone, with best.keras written before it; the resume ends as the uninterrupted
     run."""
     logs = tmp_path / "logs"
-    spaced = ("--set", "log.backup_every=epoch", "--set", "log.commit_interval=1h")  # not in the config hash
-    r = run_cli("run", exp, "--logdir", logs, *spaced, env={"SUITE_FAULT": "step:7"})  # epoch 3's first call
+    r = run_cli("run", exp, "--logdir", logs, *SPACED, env={"SUITE_FAULT": "step:7"})  # epoch 3's first call
     assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
     (run_dir,) = list(logs.glob("faults/*"))
     assert _commits(logs) == [] and not (run_dir / "best.keras").exists()  # epochs 1–2 ended uncommitted
-    r = run_cli("run", exp, "--logdir", logs, *spaced, env={"SUITE_FAULT": "results:1"})
+    r = run_cli("run", exp, "--logdir", logs, *SPACED, env={"SUITE_FAULT": "results:1"})
     assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
     assert _commits(logs) == ["epoch-00003"] and (run_dir / "best.keras").exists()
-    code, out, err = _main(["run", str(exp), "--logdir", str(logs), *spaced])
+    code, out, err = _main(["run", str(exp), "--logdir", str(logs), *SPACED])
     assert code == 0, err[-3000:]
     _same_as(_results(logs), reference)
 
@@ -186,14 +189,13 @@ def test_signal_with_spaced_commits_commits_the_held_best_too(exp, reference, tm
     """With epoch ends left uncommitted (1 h interval), SIGTERM in epoch 3 still commits at the next step, and the
     best model held since an earlier epoch is written before that commit; the same command resumes exactly."""
     logs = tmp_path / "logs"
-    spaced = ("--set", "log.backup_every=epoch", "--set", "log.commit_interval=1h")
-    r = run_cli("run", exp, "--logdir", logs, *spaced, env={"SUITE_FAULT": "step:7:term"})  # epoch 3's first call
+    r = run_cli("run", exp, "--logdir", logs, *SPACED, env={"SUITE_FAULT": "step:7:term"})  # epoch 3's first call
     assert r.returncode == 143, r.stderr[-3000:]
     (run_dir,) = list(logs.glob("faults/*"))
     assert _commits(logs) == ["epoch-00002-step-0000016"]  # the call after the signal; epochs 1–2 uncommitted
     state = json.loads((run_dir / "backup" / _commits(logs)[0] / "state.json").read_text())
     assert (run_dir / "best.keras").exists() and state["callbacks"]["best_checkpoint"]["best"] > 0
-    code, out, err = _main(["run", str(exp), "--logdir", str(logs), *spaced])
+    code, out, err = _main(["run", str(exp), "--logdir", str(logs), *SPACED])
     assert code == 0, err[-3000:]
     _same_as(_results(logs), reference)
 
