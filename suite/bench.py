@@ -1,7 +1,10 @@
 """`python -m suite bench <net-or-experiment>`: where the training time goes, measured side by side in one process.
 
 Every figure is training throughput in images/s at steady state: the first epoch (tracing, compilation, cache
-fill) is a warm-up and the figure is the median over the next `--epochs`. Rows:
+fill) is a warm-up, the figure is the median over the next `--epochs`, and one more epoch ends each row uncounted:
+a run's last epoch end always commits (and writes a held best.keras), once a run like the compilation, while
+with `log.commit_interval` the epoch ends before it mostly do not (on an H200 that last epoch took ~0.4 s longer
+than the others, 2026-12-04). Its extra time is reported beside the rows ("the run's end"). Rows:
 - the input pipeline alone, exactly as `run` builds it (suite.runner.datasets): with host augmentation, without
   augmentation, and the raw uint8 feed of device augmentation;
 - the model's training step alone, on one batch held in memory (what the model could eat);
@@ -46,9 +49,13 @@ def timer():
         def on_epoch_end(self, epoch, logs=None):
             self.ends.append(time.perf_counter())
 
+        def times(self):
+            return [e - b for b, e in zip(self.begins, self.ends)]
+
         def rate(self, images):
-            """Images/s at steady state: the median epoch after the first."""
-            times = [e - b for b, e in zip(self.begins, self.ends)][1:]
+            """Images/s at steady state: the median epoch between the first (warm-up) and the last (the run's
+            end)."""
+            times = self.times()[1:-1]
             return images / statistics.median(times) if times else float("nan")
 
     return EpochTimer()
@@ -67,11 +74,11 @@ def pipeline_rate(ds, passes):
 
 def bench_config(cfg, steps, epochs, logdir):
     """The config every row trains: no validation split and no recomputed BatchNorm statistics (evaluation work,
-    not training), `steps` batches per epoch, 1 + `epochs` epochs."""
+    not training), `steps` batches per epoch, 1 + `epochs` + 1 epochs (warm-up, measured, the run's end)."""
     c = copy.deepcopy(cfg)
     c["data"]["val_split"] = 0.0
     c["eval"]["precise_bn"] = 0
-    c["train"]["epochs"] = 1 + epochs
+    c["train"]["epochs"] = 1 + epochs + 1
     c["log"]["dir"] = str(logdir)
     c["train"]["distribute"] = "none"  # the rows compare one device's rates (several: `suite run --distribute`)
     if steps:
@@ -139,7 +146,12 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         x = np.concatenate(xs)
         y = tf.nest.map_structure(lambda *a: np.concatenate([np.asarray(v) for v in a]), *ys)
         del xs, ys
-        samples = {}
+        samples, epoch_s = {}, {}  # epoch_s: every row's epoch times, turn by turn (warm-up and end included)
+        total = 1 + epochs + 1
+
+        def keep(key, tm, images):
+            samples.setdefault(key, []).append(tm.rate(images))
+            epoch_s.setdefault(key, []).append([round(t, 6) for t in tm.times()])
 
         def trained_model(feed):  # the network as `run` trains it on `feed`'s path (behind data.whiten's layer)
             fresh = runner.prepare(c)
@@ -150,27 +162,27 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         for _ in range(repeat):
             model = trained_model(host)
             tm = timer()
-            model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=n_steps, epochs=1 + epochs,
+            model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=n_steps, epochs=total,
                       verbose=0, shuffle=False, callbacks=[tm])
-            samples.setdefault("model", []).append(tm.rate(n_steps * bs))
+            keep("model", tm, n_steps * bs)
             model = trained_model(host)
             tm = timer()
-            model.fit(x, y, batch_size=bs, epochs=1 + epochs, shuffle=True, verbose=0, callbacks=[tm])
-            samples.setdefault("plain_keras", []).append(tm.rate(len(x)))
+            model.fit(x, y, batch_size=bs, epochs=total, shuffle=True, verbose=0, callbacks=[tm])
+            keep("plain_keras", tm, len(x))
             # the run's own pipeline and network (augmentation where the run puts it), fit with no callbacks but
             # the timer: between this and the model row lie the pipeline and augmentation, between this and the
             # end-to-end row the run's callbacks (per-call log reads, epoch-end commits, TensorBoard)
             model = trained_model(run_feed)
             tm = timer()
-            model.fit(run_feed["train"], epochs=1 + epochs, verbose=0, shuffle=False, callbacks=[tm])
-            samples.setdefault("pipeline_fit", []).append(tm.rate(n))
+            model.fit(run_feed["train"], epochs=total, verbose=0, shuffle=False, callbacks=[tm])
+            keep("pipeline_fit", tm, n)
             for where in ("host", "device"):
                 cw = copy.deepcopy(c)
                 cw["data"]["augment_on"] = where
                 cw["experiment"]["name"] = f"bench-{where}"
                 tm = timer()
                 res = runner.run(cw, fresh=True, timer=tm, echo=lambda *a: None)
-                samples.setdefault(f"end_to_end_{where}", []).append(tm.rate(res["train_examples"]))
+                keep(f"end_to_end_{where}", tm, res["train_examples"])
         del x, y, run_feed
         labels = {"model": "model step alone (one batch in memory)",
                   "plain_keras": "plain Keras (model.fit on NumPy, no callbacks)",
@@ -198,9 +210,13 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         if "torch_resnet50" in rates:
             ratios["suite/torch"] = e2e / rates["torch_resnet50"]
         echo("  " + " · ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+        # the run's last epoch beyond a steady one: its final commit and best.keras, paid once a run
+        ends = epoch_s[f"end_to_end_{eff['augment_on']}"]
+        end = statistics.median(t[-1] - statistics.median(t[1:-1]) for t in ends)
+        echo(f"  the run's end (last epoch's commit, best.keras): {end:+.2f} s once a run, left out of the rates")
         out = {"experiment": cfg["experiment"]["name"], "model": cfg["model"]["name"], "data": parts["data"].name,
                "input_shape": [h, w, ch], "batch_size": bs, "steps_per_epoch": n_steps, "epochs_measured": epochs,
-               "repeat": repeat, "samples_img_per_s": samples,
+               "repeat": repeat, "samples_img_per_s": samples, "epoch_s": epoch_s, "run_end_extra_s": end,
                "device": dev, "backend": keras.backend.backend(), "effective": eff,
                "jit_compile": getattr(model, "jit_compile", None), "rates_img_per_s": rates, "ratios": ratios,
                "versions": runner.versions(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}

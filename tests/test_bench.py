@@ -22,6 +22,14 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     assert all(v > 0 for v in r["rates_img_per_s"].values())
     assert r["steps_per_epoch"] == 3 and r["batch_size"] == 128 and r["repeat"] == 2
     assert all(len(v) == 2 for v in r["samples_img_per_s"].values())
+    # every row trains warm-up + 1 measured + the run's end; its rate is the measured epoch's alone
+    assert set(r["epoch_s"]) == ROWS - {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment"}
+    assert all(len(turn) == 3 for turns in r["epoch_s"].values() for turn in turns)
+    images = {"model": 3 * 128, "plain_keras": 3 * 128}
+    for key, n in images.items():
+        assert r["samples_img_per_s"][key] == pytest.approx([n / t[1] for t in r["epoch_s"][key]], rel=1e-3)
+    ends = [t[2] - t[1] for t in r["epoch_s"]["end_to_end_host"]]
+    assert r["run_end_extra_s"] == pytest.approx(sum(ends) / 2, abs=1e-3)
     assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
     # "auto" on a CPU: 8 steps per call, at most an epoch (3); every epoch end commits
     assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 3,
@@ -32,7 +40,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     assert r["ratios"]["suite/plain_keras"] == pytest.approx(sum(pairs) / 2)
     for label in ("input pipeline, host augmentation", "model step alone", "plain Keras", "end to end",
                   "run's pipeline + model, no callbacks (host aug.)",
-                  "end_to_end/model =", "suite/plain_keras ="):
+                  "end_to_end/model =", "suite/plain_keras =", "the run's end"):
         assert label in stdout, label
     assert not (tmp_path / "logs").exists(), "bench must leave no run directories behind"
 
