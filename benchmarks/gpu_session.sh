@@ -10,11 +10,11 @@
 #          pieces of the state are still on the machine, at once: python3 benchmarks/gpu_carry.py more N
 # PARTs, in the order of issue 10's priorities (default: bench r20):
 #   bench  suite bench resnet20 on CIFAR-10: pipeline / model / end to end (host and device augmentation) / plain Keras
-#   r20    experiments/resnet20.toml, unchanged (the paper's 182 epochs)
+#   r20    experiments/resnet20.toml, unchanged (the paper's 64k iterations: 164 epochs of all 50k images)
 #   r56    experiments/resnet56.toml;  plain  plain20.toml and plain56.toml (the degradation)
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
 #   pbn    benchmarks/precise_bn_cost.py resnet20: eval.precise_bn's recomputation against an epoch's training steps,
-#          under the GPU's settings (r20 recomputes before each of its 182 validations)
+#          under the GPU's settings (the files that validate recompute before each validation)
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
 #          time (part 4)
 #   exp:NAME  experiments/NAME.toml, unchanged (e.g. exp:nin exp:allcnn_c exp:vgg16_bn exp:densenet_bc100)
@@ -28,7 +28,7 @@
 # time left (status's budget_left_s) less 90 s when that is smaller. A run still going when it is spent gets
 # SIGTERM, commits its training state and stops; the state goes back in state.tgz.N. Calling the script again
 # resumes it and skips what has finished: on the still-warm machine from /tmp/suite-logs, on a fresh one (a later
-# session) from the carried .devstate/ready. So a long part (r20: 182 epochs) can take several calls and sessions.
+# session) from the carried .devstate/ready. So a long part (r56: 164 epochs) can take several calls and sessions.
 # EXTRA: arguments added to every `suite run` (for checking this script on a CPU; never in a reproduction).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -66,18 +66,24 @@ timed() {
   return "$rc"
 }
 
-finished() {  # whether $LOGS/$1 holds a finished run (of train.seed $2, when given)
+run_hash() {  # the run-folder suffix (config hash) of `suite run ARGS`: a run of an edited file is another run
   python3 -c '
-import json, pathlib, sys
-seeds = [str(json.loads((r.parent / "config.json").read_text())["train"]["seed"])
-         for r in pathlib.Path(sys.argv[1]).glob("*/results.json")]
-sys.exit(0 if (seeds and not sys.argv[2]) or sys.argv[2] in seeds else 1)' "$LOGS/$1" "${2:-}"
+import sys
+from suite import cli, config, runner
+a = cli.parser().parse_args(["run"] + sys.argv[1:])
+print(runner.config_hash(config.resolve(a.target, a.set, cli.flag_overrides(a))))' "$@" 2>/dev/null || echo none
 }
 
-run_exp() {  # experiment file $1 as run $2 (its folder under $LOGS; --set arguments after), unless finished here
-  local exp=$1 name=$2; shift 2
-  finished "$name" && { echo "$name: finished earlier, kept" | tee -a "$TXT/session.log"; return 0; }
-  timed "$TXT/$name.txt" python3 -m suite run "$exp" --logdir "$LOGS" --set train.verbose=2 "$@" ${EXTRA:-}
+finished() {  # whether $LOGS holds a finished run of config hash $1
+  compgen -G "$LOGS/*/*-$1/results.json" > /dev/null
+}
+
+run_exp() {  # experiment file $1 as run $2 (its folder under $LOGS; --set arguments after), unless a run of the
+  local exp=$1 name=$2 args; shift 2  # same config finished here; RUN_HASH: that config's hash, for keep
+  args=("$exp" --logdir "$LOGS" --set train.verbose=2 "$@" ${EXTRA:-})
+  RUN_HASH=$(run_hash "${args[@]}")
+  finished "$RUN_HASH" && { echo "$name: finished earlier, kept" | tee -a "$TXT/session.log"; return 0; }
+  timed "$TXT/$name.txt" python3 -m suite run "${args[@]}"
 }
 
 once() {  # a bench ($1: its name) whose JSON is kept: a later call on this machine packs it again, not reruns it
@@ -86,13 +92,16 @@ once() {  # a bench ($1: its name) whose JSON is kept: a later call on this mach
   tail -12 "$TXT/$name.txt"
 }
 
-keep() {  # the row of the finished runs under $LOGS/$1 (none while none finished)
-  local exp=$1 cmd=$2 d done=()
-  for d in "$LOGS/$exp"/*/; do
-    [ -f "$d/results.json" ] && done+=("$d")
+keep() {  # keep NAME CMD FLAGS HASH...: the row of the finished runs under $LOGS/NAME of those configs (none while
+  local exp=$1 cmd=$2 flags=$3 h d done=()  # none finished; runs of other configs, e.g. an older file's, stay out)
+  shift 3
+  for h in "$@"; do
+    for d in "$LOGS/$exp"/*-"$h"/; do
+      [ -f "$d/results.json" ] && done+=("$d")
+    done
   done
   [ ${#done[@]} -gt 0 ] || return 0
-  python3 benchmarks/results_row.py "${done[@]}" --command "$cmd" ${3:-} 2>>"$TXT/session.log" | tee -a "$TXT/rows.md"
+  python3 benchmarks/results_row.py "${done[@]}" --command "$cmd" $flags 2>>"$TXT/session.log" | tee -a "$TXT/rows.md"
 }
 
 exp_part() {  # NAME or NAME:KEY=VALUE,… (a variant, in a folder and row of its own): run it, then its row
@@ -103,7 +112,7 @@ exp_part() {  # NAME or NAME:KEY=VALUE,… (a variant, in a folder and row of it
     for x in "${kv[@]}"; do sets+=(--set "$x"); done
     sets+=(--set "experiment.name=$name")
   fi
-  run_exp "$e" "$name" "${sets[@]}"; keep "$name" "python -m suite run $e${sets[*]:+ ${sets[*]}}$X"
+  run_exp "$e" "$name" "${sets[@]}"; keep "$name" "python -m suite run $e${sets[*]:+ ${sets[*]}}$X" "" "$RUN_HASH"
 }
 
 for part in $parts; do
@@ -126,12 +135,15 @@ np.savez("/tmp/synth224.npz", x_train=rng.integers(0, 256, (4096, 224, 224, 3), 
          y_test=rng.integers(0, 1000, 256))'
            once bench_resnet50 python3 -m suite bench resnet50 --data /tmp/synth224.npz --batch-size 256 --steps 15 \
              --epochs 2 ;;
-    speed) for s in ${SEEDS:-0 1 2 3 4}; do
-             finished cifar10_speedrun $s && continue
-             timed "$TXT/speed_seed$s.txt" python3 -m suite run cifar10_speedrun --logdir "$LOGS" --set train.seed=$s \
-               --set train.verbose=2 ${EXTRA:-} || break
+    speed) hashes=()
+           for s in ${SEEDS:-0 1 2 3 4}; do
+             args=(cifar10_speedrun --logdir "$LOGS" --set train.seed=$s --set train.verbose=2 ${EXTRA:-})
+             hashes+=("$(run_hash "${args[@]}")")
+             finished "${hashes[-1]}" && continue
+             timed "$TXT/speed_seed$s.txt" python3 -m suite run "${args[@]}" || break
            done
-           keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S$X  # S = 0…4" --speed ;;
+           keep cifar10_speedrun "python -m suite run cifar10_speedrun --set train.seed=S$X  # S = ${SEEDS:-0…4}" --speed \
+             "${hashes[@]}" ;;
     exp:*) exp_part "${part#exp:}" ;;
     *) echo "unknown part $part" | tee -a "$TXT/session.log" ;;
   esac

@@ -285,6 +285,13 @@ def test_a_run_cut_on_one_machine_resumes_on_the_next_from_what_came_back(tmp_pa
     (run,) = (logs / "lenet5__train.seed_1").iterdir()
     assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
 
+    # an edited experiment (here 3 epochs where the finished run had 2) is another run: trained, and its row is its own
+    said, log = _session(tmp_path, logs, tmp_path / "out4", state,
+                         EXTRA="--data digits --epochs 3 --set data.limit=600 --set train.steps_per_execution=1")
+    assert "finished earlier" not in said and "Epoch 3/3" in log, said + log
+    (row,) = (tmp_path / "out4" / "rows.md").read_text().splitlines()
+    assert row.startswith("| lenet5 | digits |") and "| 3 |" in row and "(n=" not in row, row
+
 
 @pytest.mark.slow
 def test_the_precise_bn_part_measures_once_and_reports_its_share(tmp_path):
