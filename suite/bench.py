@@ -116,7 +116,8 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
              f"steps/epoch · median of {epochs} epoch(s) after 1 warm-up{turns}")
         echo(f"device: {dev['name']} ({dev['kind']} ×{dev['count']}) · backend {keras.backend.backend()} · "
              f"precision {eff['precision']} · jit {eff['jit_compile']} · steps/call {eff['steps_per_execution']} · "
-             f"augment on {eff['augment_on']} · epoch-end commits {eff['commit_interval']}")
+             f"augment on {eff['augment_on']} · epoch-end commits {eff['commit_interval']} · tf.data autotune "
+             f"{'on' if eff['autotune'] else 'off'}")
         rates = {}
 
         def row(key, label, value, note=""):

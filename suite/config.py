@@ -53,6 +53,10 @@ DEFAULTS = {
         # where crop, flip and normalisation run: "host" (tf.data), "device" (the compiled model's first layer,
         # fed uint8 batches: suite/augment.py) or "auto" (device on a GPU/TPU, host on a CPU; suite/hardware.py)
         "augment_on": "auto",
+        # tf.data's autotuner (parallel maps, prefetch): "auto" is on with a GPU/TPU, off on a CPU, where its threads
+        # compete with the training's for the cores (suite/hardware.py); true/false force it. What the pipeline
+        # yields is the same either way.
+        "autotune": "auto",
         "cache": True,  # cache decoded, resized images in memory
         "limit": 0,  # use only the first N training examples (0 = all); for quick looks and tests
         "order": "stored",  # training examples as stored, or "by_label" (stable sort after data.limit: 0s, 1s, …)
@@ -152,6 +156,7 @@ CHOICES = {
     "data.order": ("stored", "by_label"),
     "eval.tta": ("none", "flip", "10crop"),
     "train.jit_compile": ("auto", True, False),
+    "data.autotune": ("auto", True, False),
     "train.verbose": (0, 1, 2),
     "train.distribute": ("auto", "none", "data_parallel"),
     "data.channels": (0, 1, 3),
@@ -339,7 +344,7 @@ def check_type(key, value, default, origin="config"):
 
     if not isinstance(default, (bool, int, float, str)) and _dated(value):  # no setting takes a TOML date or time
         raise bad("a number, a string, true/false or a list (not a TOML date or time)")
-    if default is None or key == "train.jit_compile":
+    if default is None or key in ("train.jit_compile", "data.autotune"):
         return value
     if key in AUTO_INTS:  # "auto" or a number
         if value == "auto":

@@ -11,7 +11,8 @@ Why these defaults on a GPU/TPU (CIFAR ResNet-20 on an H100, ../shared/device/RE
   the run's callbacks on JAX that read metric buffers the next step had already donated, so the suite does not.)
 - augmentation on the device, fed uint8 batches (suite/augment.py): a per-image tf.data map fed ResNet-20
   only ~43k of the ~108k img/s the model could train.
-On a CPU: float32, 8 steps per call, augmentation in tf.data (measured faster there than on the "device").
+On a CPU: float32, 8 steps per call, augmentation in tf.data (measured faster there than on the "device"),
+tf.data's autotuner off (AUTOTUNE below).
 """
 
 import functools
@@ -31,6 +32,11 @@ STEPS_PER_CALL = {"cpu": 8, "gpu": 32, "tpu": 32}
 # epochs) and ~0.53 s for ResNet-9 (0.56 s epochs), a fifth to a half of the wall time. On a CPU an epoch of these
 # networks takes minutes, so every epoch end commits, as before.
 COMMIT_INTERVAL = {"cpu": "epoch", "gpu": "30s", "tpu": "30s"}
+
+# data.autotune "auto": tf.data's autotuner on with a GPU/TPU (the host's cores feed the device), off on a CPU. On
+# 2 cores its threads took CPU from the training: LeNet-5 on MNIST under model.fit (benchmarks/autotune_cost.py,
+# 2026-12-04, 14 epochs per setting, interleaved): with it 6 epochs of 14 stalled ~1.5 s (mean 4.57 s an epoch),
+# without it none (mean 3.66 s).
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,7 +97,7 @@ def _cpu_name():
 
 def effective(cfg, steps_per_epoch, device=None):
     """The settings a run uses, with every "auto" decided: {precision, jit_compile, steps_per_execution,
-    augment_on, commit_interval}. jit_compile "auto" stays Keras' own choice (the compiled model reports it)."""
+    augment_on, commit_interval, autotune}. jit_compile "auto" stays Keras' own choice (the compiled model reports it)."""
     device = device or accelerator()
     fast = device["kind"] in ("gpu", "tpu")
     t, d = cfg["train"], cfg["data"]
@@ -107,5 +113,8 @@ def effective(cfg, steps_per_epoch, device=None):
     every = cfg["log"].get("commit_interval", "auto")
     if every == "auto":
         every = COMMIT_INTERVAL.get(device["kind"], "epoch")
+    tune = d.get("autotune", "auto")
+    if tune == "auto":
+        tune = fast  # see AUTOTUNE
     return {"precision": precision, "jit_compile": t["jit_compile"], "steps_per_execution": int(spe),
-            "augment_on": where, "commit_interval": every}
+            "augment_on": where, "commit_interval": every, "autotune": tune}

@@ -137,13 +137,15 @@ def epoch_keys(seed, epoch):
 
 
 def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_classes=None,
-         one_hot=False, n_outputs=1, raw=False, pca=None, epoch=0, skip=0, drop_remainder=False):
+         one_hot=False, n_outputs=1, raw=False, pca=None, epoch=0, skip=0, drop_remainder=False, autotune=True):
     """A tf.data.Dataset of (image, label) batches shaped for a network with input `shape` (H, W, C).
     raw: ship unnormalised, unaugmented pixels in `raw_format` (the model augments and normalises).
     pca: colour_pca's (eigenvalues, eigenvectors) for data.pca_colour's colour noise (training, 3 channels).
     Training: the batches of epoch `epoch` (an int, or a tf.Variable read whenever an iteration starts: Keras
     iterates the dataset afresh every epoch and the runner sets the variable first), from batch `skip` on.
-    drop_remainder: training ends each epoch at the last full batch (data parallel on JAX, suite/distribute.py)."""
+    drop_remainder: training ends each epoch at the last full batch (data parallel on JAX, suite/distribute.py).
+    autotune: tf.data's autotuner (data.autotune as hardware.effective decides it); off, the AUTOTUNE maps and
+    prefetch keep fixed sizes. The batches are the same either way."""
     h, w, c = shape
     s = scale_of(x)
     raw_uint8 = raw and raw_format(x, shape)[0] == "uint8"
@@ -219,4 +221,8 @@ def make(x, y, *, shape, batch_size, training, data_cfg, seed, mean, std, num_cl
         ds = base.batch(batch_size)
     if not raw or one_hot or n_outputs > 1:  # a raw batch otherwise needs nothing more
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
+    if not autotune:
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        ds = ds.with_options(options)
     return ds.prefetch(AUTOTUNE)

@@ -54,6 +54,7 @@ def config_hash(cfg):
     c.pop("eval", None)  # nor does how the test set is evaluated
     c["log"].pop("backup_every", None)  # nor how often its state is committed
     c["log"].pop("commit_interval", None)
+    c["data"].pop("autotune", None)  # nor tf.data's thread tuning: the pipeline yields the same
     c["train"].pop("distribute", None)  # nor on how many devices: a run resumes on other hardware
     for key, default in SINCE_HASHED.items():  # settings added later, at their default: as before they existed,
         sec, k = key.split(".")                # so a run begun by an older suite still resumes after an upgrade
@@ -151,7 +152,8 @@ def datasets(cfg, parts, raw=None, epoch=0, skip=0, stats=None):
         mean, std, pca = stats
     n_out = len(parts["model"].outputs)
     common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
-                  num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw)
+                  num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw,
+                  autotune=parts["effective"].get("autotune", True))
     plan = parts["plan"]
     train = pipeline.make(xtr, ytr, training=True, n_outputs=n_out, pca=pca, epoch=epoch, skip=skip,
                           drop_remainder=plan.drop_remainder, **common)

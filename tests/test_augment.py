@@ -170,18 +170,19 @@ def test_auto_settings_follow_the_device():
     cpu = {"kind": "cpu", "name": "x", "count": 1, "bf16": False, "backend": "tensorflow"}
     assert hardware.effective(cfg, 352, gpu) == {"precision": "mixed_bfloat16", "jit_compile": "auto",
                                                  "steps_per_execution": 32, "augment_on": "device",
-                                                 "commit_interval": "30s"}
+                                                 "commit_interval": "30s", "autotune": True}
     assert hardware.effective(cfg, 3, gpu)["steps_per_execution"] == 3  # never more than an epoch
     assert hardware.effective(cfg, 352, old_gpu)["precision"] == "float32"
     assert hardware.effective(cfg, 352, cpu) == {"precision": "float32", "jit_compile": "auto",
                                                  "steps_per_execution": 8, "augment_on": "host",
-                                                 "commit_interval": "epoch"}
+                                                 "commit_interval": "epoch", "autotune": False}
     forced = config.resolve("resnet20", ["train.precision=float32", "train.steps_per_execution=4",
                                          "data.augment_on=host", "train.jit_compile=false",
-                                         "log.commit_interval=epoch"])
+                                         "log.commit_interval=epoch", "data.autotune=false"])
     assert hardware.effective(forced, 352, gpu) == {"precision": "float32", "jit_compile": False,
                                                     "steps_per_execution": 4, "augment_on": "host",
-                                                    "commit_interval": "epoch"}
+                                                    "commit_interval": "epoch", "autotune": False}
+    assert hardware.effective(config.resolve("resnet20", ["data.autotune=true"]), 352, cpu)["autotune"] is True
     assert hardware.accelerator()["kind"] == "cpu"  # the test machine
 
 
@@ -190,6 +191,7 @@ def test_auto_settings_follow_the_device():
     ("train.steps_per_execution=0", "out of range"),
     ("data.augment_on=gpu", "not one of: auto, host, device"),
     ("train.precision=half", "not one of: auto, float32"),
+    ("data.autotune=sometimes", "data.autotune = 'sometimes' is not one of: auto, True, False"),
     ("log.commit_interval=soon", "log.commit_interval = 'soon' is not a time, 'epoch' or 'auto'"),
     ('log.commit_interval="5 steps"', "log.commit_interval = '5 steps' is not a time"),
 ])

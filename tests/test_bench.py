@@ -33,7 +33,8 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
     # "auto" on a CPU: 8 steps per call, at most an epoch (3); every epoch end commits
     assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 3,
-                              "augment_on": "host", "commit_interval": "epoch"}
+                              "augment_on": "host", "commit_interval": "epoch",
+                              "autotune": False}
     # the ratios are those of the measured rows (median of each turn's ratio)
     s = r["samples_img_per_s"]
     pairs = sorted(a / b for a, b in zip(s["end_to_end_host"], s["plain_keras"]))

@@ -152,6 +152,21 @@ def test_stream_resumes_at_any_batch(batched):
     assert not all(np.array_equal(a, b) for (_, a), b in zip(full, other))  # another epoch, another order
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_autotune_off_yields_the_same_batches(batched):
+    """data.autotune (off on a CPU) changes tf.data's threads and buffers, not what the training sees."""
+    rng = np.random.default_rng(3)
+    x, y = rng.random((60, 8, 8, 3), dtype=np.float32), np.arange(60)
+    cfg = {**DATA_CFG, "crop": 2, "flip": True, "shuffle": True, "batched_augment": batched}
+    kw = dict(shape=(8, 8, 3), batch_size=8, data_cfg=cfg, seed=4, mean=np.zeros(3, np.float32),
+              std=np.ones(3, np.float32), training=True, epoch=2)
+    on, off = (pipeline.make(x, y, autotune=a, **kw) for a in (True, False))
+    assert on.options().autotune.enabled is not False and off.options().autotune.enabled is False
+    for (xa, ya), (xb, yb) in zip(on, off, strict=True):
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+
+
 def test_crop_is_a_translation_of_the_padded_image():
     x = np.random.default_rng(1).random((4, 6, 6, 1)).astype(np.float32)
     out = pipeline.augment(x, np.array([1, 2], np.int64), crop=2, flip=False).numpy()
