@@ -13,6 +13,8 @@
 #   r20    experiments/resnet20.toml, unchanged (the paper's 64k iterations: 164 epochs of all 50k images)
 #   r56    experiments/resnet56.toml;  plain  plain20.toml and plain56.toml (the degradation)
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
+#   steps  benchmarks/step_variants.py resnet20: the model step alone under the run's settings and variants of them
+#          (float32, no weight decay, 128 steps per call, batch 256), side by side: where ResNet-20's step time goes
 #   pbn    benchmarks/precise_bn_cost.py resnet20: eval.precise_bn's recomputation against an epoch's training steps,
 #          under the GPU's settings (the files that validate recompute before each validation)
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
@@ -126,6 +128,11 @@ for part in $parts; do
              { : > "$TXT/precise_bn_cost.txt"; timed "$TXT/precise_bn_cost.txt" python3 benchmarks/precise_bn_cost.py \
                  resnet20 ${EXTRA:+--set data.name=digits}; }
            tail -4 "$TXT/precise_bn_cost.txt" | tee -a "$TXT/session.log" ;;
+    steps) [ -f "$TXT/step_variants.txt" ] && grep -q "img/s" "$TXT/step_variants.txt" ||
+             { : > "$TXT/step_variants.txt"  # (a CPU rehearsal, EXTRA set: digits, a few steps)
+               small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 3 --repeat 1)
+               timed "$TXT/step_variants.txt" python3 benchmarks/step_variants.py resnet20 --data cifar10 "${small[@]}"; }
+           grep -E "img/s|turns" "$TXT/step_variants.txt" | tee -a "$TXT/session.log" ;;
     plain) exp_part plain20; exp_part plain56 ;;
     r50)   [ -f /tmp/synth224.npz ] || python3 -c '
 import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show

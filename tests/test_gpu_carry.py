@@ -5,6 +5,7 @@ from what came back."""
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -301,3 +302,13 @@ def test_the_precise_bn_part_measures_once_and_reports_its_share(tmp_path):
     first = (logs / "_text" / "precise_bn_cost.txt").read_text()
     said, _ = _session(tmp_path, logs, tmp_path / "out2", state, parts=("pbn",))  # the same machine: kept, not rerun
     assert (logs / "_text" / "precise_bn_cost.txt").read_text() == first and "share of an epoch:" in said
+
+
+@pytest.mark.slow
+def test_the_step_variants_part_times_every_variant_against_the_run(tmp_path):
+    logs, state = tmp_path / "suite-logs", tmp_path / ".devstate" / "ready"
+    said, _ = _session(tmp_path, logs, tmp_path / "out", state, parts=("steps",))
+    assert "failed" not in said, said
+    for name in ("run", "float32", "no_l2", "spe128", "batch256"):
+        assert re.search(rf"^  {name} +[\d,]+ img/s .*×\d\.\d\d$", said, re.M), (name, said)
+    assert re.search(r"^  run +.*×1\.00$", said, re.M), said
