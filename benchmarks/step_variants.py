@@ -27,7 +27,8 @@ def main():
     ap.add_argument("--data", default=None)
     ap.add_argument("--set", action="append", default=[], help="section.key=value for every variant")
     ap.add_argument("--variant", action="append", default=None, help="NAME:key=value,key=value")
-    ap.add_argument("--steps", type=int, default=256, help="steps per timed epoch (a multiple of every variant's steps per call)")
+    ap.add_argument("--steps", type=int, default=256,
+                    help="steps per timed epoch (a multiple of every variant's steps per call)")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
 
