@@ -97,7 +97,8 @@ def _cpu_name():
 
 def effective(cfg, steps_per_epoch, device=None):
     """The settings a run uses, with every "auto" decided: {precision, jit_compile, steps_per_execution,
-    augment_on, commit_interval, autotune}. jit_compile "auto" stays Keras' own choice (the compiled model reports it)."""
+    augment_on, commit_interval, autotune}. jit_compile "auto" stays Keras' own choice (the compiled model reports
+    it)."""
     device = device or accelerator()
     fast = device["kind"] in ("gpu", "tpu")
     t, d = cfg["train"], cfg["data"]
