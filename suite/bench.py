@@ -3,8 +3,9 @@
 Every figure is training throughput in images/s at steady state: the first epoch (tracing, compilation, cache
 fill) is a warm-up, the figure is the median over the next `--epochs`, and one more epoch ends each row uncounted:
 a run's last epoch end always commits (and writes a held best.keras), once a run like the compilation, while
-with `log.commit_interval` the epoch ends before it mostly do not (on an H200 that last epoch took ~0.4 s longer
-than the others, 2026-12-04). Its extra time is reported beside the rows ("the run's end"). Rows:
+with `log.commit_interval` the epoch ends before it mostly do not (in ResNet-20's run on an H200, 2026-12-04, a
+commit took 0.3–0.97 s, another epoch end a median 0.02 s). Its extra time is reported beside the rows ("the run's
+end"). Rows:
 - the input pipeline alone, exactly as `run` builds it (suite.runner.datasets): with host augmentation, without
   augmentation, and the raw uint8 feed of device augmentation;
 - the model's training step alone, on one batch held in memory (what the model could eat);
