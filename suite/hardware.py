@@ -37,6 +37,7 @@ COMMIT_INTERVAL = {"cpu": "epoch", "gpu": "30s", "tpu": "30s"}
 # 2 cores its threads took CPU from the training: LeNet-5 on MNIST under model.fit (benchmarks/autotune_cost.py,
 # 2026-12-04, 14 epochs per setting, interleaved): with it 6 epochs of 14 stalled ~1.5 s (mean 4.57 s an epoch),
 # without it none (mean 3.66 s).
+AUTOTUNE = {"cpu": False, "gpu": True, "tpu": True}
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,6 +117,6 @@ def effective(cfg, steps_per_epoch, device=None):
         every = COMMIT_INTERVAL.get(device["kind"], "epoch")
     tune = d.get("autotune", "auto")
     if tune == "auto":
-        tune = fast  # see AUTOTUNE
+        tune = AUTOTUNE.get(device["kind"], True)
     return {"precision": precision, "jit_compile": t["jit_compile"], "steps_per_execution": int(spe),
             "augment_on": where, "commit_interval": every, "autotune": tune}

@@ -153,7 +153,7 @@ def datasets(cfg, parts, raw=None, epoch=0, skip=0, stats=None):
     n_out = len(parts["model"].outputs)
     common = dict(shape=shape, batch_size=t["batch_size"], data_cfg=d, seed=t["seed"], mean=mean, std=std,
                   num_classes=data.num_classes, one_hot=optim.one_hot(t), raw=raw,
-                  autotune=parts["effective"].get("autotune", True))
+                  autotune=parts["effective"]["autotune"])
     plan = parts["plan"]
     train = pipeline.make(xtr, ytr, training=True, n_outputs=n_out, pca=pca, epoch=epoch, skip=skip,
                           drop_remainder=plan.drop_remainder, **common)
