@@ -51,13 +51,13 @@ def main():
         batch = next(iter(ds["train"]))
         one = tf.data.Dataset.from_tensors(batch).repeat()
         model.fit(one, steps_per_epoch=a.steps, epochs=1, verbose=0)  # compiles
-        models.append((name, model, one, cfg["train"]["batch_size"], parts["effective"]))
+        models.append((name, model, one, cfg["train"]["batch_size"]))
         print(f"{name}: compiled · {parts['effective']}", flush=True)
     from suite.bench import timer
 
     rates = {name: [] for name, *_ in models}
     for _ in range(a.repeat):
-        for name, model, one, bs, _eff in models:
+        for name, model, one, bs in models:
             tm = timer()  # epoch 2 of 3: fit's own start and end stay out of the figure
             model.fit(one, steps_per_epoch=a.steps, epochs=3, verbose=0, callbacks=[tm])
             rates[name].append(tm.rate(a.steps * bs))

@@ -114,7 +114,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         h, w, ch = parts["shape"]
         turns = f", {repeat} turns" if repeat > 1 else ""
         echo(f"bench {cfg['experiment']['name']} · {parts['data'].name} {h}×{w}×{ch} · batch {bs} · {n_steps} "
-             f"steps/epoch · median of {epochs} epoch(s) after 1 warm-up{turns}")
+             f"steps/epoch · median of {epochs} epoch(s) after 1 warm-up, before 1 uncounted last{turns}")
         echo(f"device: {dev['name']} ({dev['kind']} ×{dev['count']}) · backend {keras.backend.backend()} · "
              f"precision {eff['precision']} · jit {eff['jit_compile']} · steps/call {eff['steps_per_execution']} · "
              f"augment on {eff['augment_on']} · epoch-end commits {eff['commit_interval']} · tf.data autotune "

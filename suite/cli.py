@@ -307,8 +307,8 @@ def parser():
     be.add_argument("--batch-size", type=int, help="examples per batch")
     be.add_argument("--steps", type=int, metavar="N", help="training steps per epoch (default: the whole training "
                     "set, as `run` does)")
-    be.add_argument("--epochs", type=int, default=2, metavar="E", help="epochs measured after one warm-up epoch "
-                    "(default 2; the figure is their median)")
+    be.add_argument("--epochs", type=int, default=2, metavar="E", help="epochs measured between one warm-up epoch "
+                    "and one uncounted last epoch, the run's end (default 2; the figure is their median)")
     be.add_argument("--repeat", type=int, default=1, metavar="R", help="measure the model, plain Keras and the "
                     "end-to-end rows R times in turn and report medians (default 1)")
     be.add_argument("--seed", type=int, help="random seed")
