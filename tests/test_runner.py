@@ -159,3 +159,15 @@ def test_plateau_lowers_the_lr_when_the_watched_figure_stalls(tmp_path, watch):
     assert code == 0, err[-2000:]
     res = json.loads(next((tmp_path / "lenet5").glob("*/results.json")).read_text())
     assert res["history"]["learning_rate"] == pytest.approx([1e-20, 5e-21, 2.5e-21], rel=1e-5)
+
+
+def test_without_validation_there_is_no_best_validation_accuracy(tmp_path):
+    """data.val_split = 0 (the He et al. files): the best model is picked by training accuracy, which results.json
+    must not report as a validation figure (ResNet-20's run said 99.3 % "best_val_accuracy" beside 91.5 % test)."""
+    code, _, err = cli_here("run", "lenet5", "--epochs", "2", "--logdir", tmp_path, "--set", "train.verbose=0",
+                            "--set", "data.limit=128", "--set", "data.val_split=0")
+    assert code == 0, err[-2000:]
+    res = json.loads(next((tmp_path / "lenet5").glob("*/results.json")).read_text())
+    assert res["status"] == "complete" and len(res["history"]["accuracy"]) == 2
+    assert not any(k.startswith("val_") for k in res["history"]), res["history"].keys()
+    assert res["best_val_accuracy"] is None, res["best_val_accuracy"]
