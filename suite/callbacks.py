@@ -10,7 +10,9 @@ work; the ones here add what Keras lacks, chiefly runs that can be interrupted a
   `commits.restore_point` falls back from a damaged one.
 - `Preemption`: SIGTERM / Ctrl-C commit at the next step boundary and stop with exit 143 / 130.
 - `Segments`: the callback list of a run resumed mid-epoch, which trains the rest of that epoch and the following
-  epochs in two fit calls, seen by the callbacks as one training.
+  epochs in two fit calls, seen by the callbacks as one training. It also hands the step's figures to the
+  callbacks that only show or check them (progress bar, NaN stop) one call late, so that a batch end does not wait
+  for the device (see `BATCH_LOGS`).
 - `TensorBoard` flushes its event files at every epoch end, before the backup commits, and `trim_events` drops,
   on resume, the points of any epoch that was logged but not committed: steps stay continuous.
 - `BestCheckpoint` writes best.keras atomically (Keras' ModelCheckpoint writes in place).
@@ -25,6 +27,7 @@ import shutil
 import time
 
 import keras
+from keras.src.utils import python_utils  # pythonify_logs: the conversion CallbackList applies to batch logs
 
 from .commits import STATE, WEIGHTS, commit_name, file_sha256, newest_first, state_digest
 from .errors import one_line
@@ -189,9 +192,24 @@ def _clamp(callback, batch):
     return min(batch, steps - 1 - offset) if steps else batch
 
 
+# How a callback uses the logs at a batch end (its `batch_logs`), read by Segments:
+#   "late": reads the figures, and may get them one call late (shows or checks them);
+#   "unread": acts at the step boundary without reading them (commits, signals);
+#   anything else that overrides on_train_batch_end / on_batch_end reads them at once, as Keras does.
+# Reading a figure waits until the device has run the step that computes it (pythonify_logs: float(value)), and a
+# batch end waits in the training loop; the step already dispatched is then the only work the device has queued.
+# Keras' answer is async dispatch (callbacks on a thread pool), all or nothing per list, which the step-boundary
+# callbacks here cannot take (a commit reads the training state of the step it records). So when no callback
+# needs them at once, the "late" ones get call k's figures at the end of call k + 1, when the device has run it
+# and has call k + 1 queued, and at the epoch's end. Written here because Keras has no per-callback choice.
+BATCH_LOGS = ("late", "unread")
+
+
 class Progbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar with the batch clamped to the epoch (see _clamp): no "16/11 … -3s" at an epoch's end;
     an epoch resumed mid-way goes on from the batch it stopped at (Position)."""
+
+    batch_logs = "late"
 
     def __init__(self, position=None):
         super().__init__()
@@ -202,7 +220,11 @@ class Progbar(keras.callbacks.ProgbarLogger):
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
-    """TerminateOnNaN that also remembers where the loss stopped being finite (1-based epoch and batch)."""
+    """TerminateOnNaN that also remembers where the loss stopped being finite (1-based epoch and batch). It may see
+    a call's loss one call late (Segments): the training then stops a call later, the epoch is not committed
+    either way, and Backup settles the figures before a mid-epoch commit."""
+
+    batch_logs = "late"
 
     def __init__(self, position=None):
         super().__init__()
@@ -285,6 +307,10 @@ class TensorBoard(keras.callbacks.TensorBoard):
     which skips Keras' per-batch `batch_*` summaries when update_freq="epoch": no writer is active then, so they
     write nothing, yet cost ~0.4 ms a step (6 % of LeNet-5's step on 2 CPU cores)."""
 
+    @property
+    def batch_logs(self):  # per-batch summaries read the figures; without them nothing does
+        return "unread" if self.update_freq == "epoch" else None
+
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "epoch" and not self._should_write_train_graph and not self._should_trace:
             return
@@ -360,7 +386,10 @@ class Backup(keras.callbacks.Callback):
     logged means come out as without the interruption), the full history, and the `stateful` callbacks' attributes
     ({name: (object, [attribute, ...])}, e.g. ReduceLROnPlateau's wait/best). The newest two commits are kept, so a
     damaged newest one falls back to the one before (restore_point). stop: a StopOnNaN; an epoch in which the loss
-    diverged is not committed. Keras' BackupAndRestore commits only between epochs and writes in place."""
+    diverged is not committed. Keras' BackupAndRestore commits only between epochs and writes in place.
+    `settle` is called before a mid-epoch commit (Segments.settle), so `stop` has seen the committed step's loss."""
+
+    batch_logs = "unread"
 
     def __init__(self, backup_dir, *, steps, restore=None, stateful=None, stop=None, every=None, preempt=None,
                  position=None, write=True, local=None, spacing=None, epochs=None, before=()):
@@ -379,6 +408,7 @@ class Backup(keras.callbacks.Callback):
         # last commit, or it is the last epoch (`epochs`), or a signal came; None: every epoch end
         self.spacing, self.epochs, self.committed = spacing, epochs, time.monotonic()
         self.before = before  # called before each commit is written (BestCheckpoint.flush)
+        self.settle = lambda: None  # the runner puts Segments.settle here
 
     def on_train_begin(self, logs=None):
         if self.write and self.dir.is_dir():
@@ -428,6 +458,9 @@ class Backup(keras.callbacks.Callback):
             kind, n = self.every
             due = done - self.last[0] >= n if kind == "steps" else time.monotonic() - self.last[1] >= n
         if due:
+            self.settle()  # the figures of the step to commit: a loss gone NaN there is not committed
+            if self.stop is not None and self.stop.where:
+                return
             self.commit(self.epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -538,6 +571,8 @@ _FAULTS = {}  # passes per SUITE_FAULT spec in this process
 class FaultSteps(keras.callbacks.Callback):
     """SUITE_FAULT="step:<n>" (tests): a kill after the n-th training call's callbacks. Last in the list."""
 
+    batch_logs = "unread"
+
     def on_train_batch_end(self, batch, logs=None):
         _fault("step")
 
@@ -551,6 +586,7 @@ class Preemption(keras.callbacks.Callback):
     the callback list."""
 
     SIGNALS = ("SIGTERM", "SIGINT")
+    batch_logs = "unread"
 
     def __init__(self, resume_hint, backup=None):
         super().__init__()
@@ -604,15 +640,58 @@ class Preemption(keras.callbacks.Callback):
             self._stop(f"after epoch {epoch + 1}")
 
 
+def _batch_logs(callback):
+    """A callback's batch_logs (BATCH_LOGS), None for one that reads the figures at once, False for one with
+    nothing to do at a batch end (Keras' own test: the methods are still its base class's)."""
+    kind = getattr(callback, "batch_logs", None)
+    if kind in BATCH_LOGS:
+        return kind
+    base = keras.callbacks.Callback
+    same = all(getattr(type(callback), m) is getattr(base, m) for m in ("on_train_batch_end", "on_batch_end"))
+    return False if same else None
+
+
 class Segments(keras.callbacks.CallbackList):
     """One callback list for the fit calls of one run: a run resumed mid-epoch trains the rest of that epoch with
     one model.fit and the following epochs with another; its callbacks see one training (one on_train_begin, one
-    on_train_end: `end()` after the last call) and the whole epoch's batch numbers (Position)."""
+    on_train_end: `end()` after the last call) and the whole epoch's batch numbers (Position).
+    Batch ends (BATCH_LOGS): when no callback reads the figures at once, the "late" ones get each call's at the next
+    call's end or the epoch's (`settle`), the others run at once with the figures unread; otherwise every callback
+    gets them at once, in list order, as in Keras."""
 
     def __init__(self, callbacks, *, model, epochs, steps, verbose):
         super().__init__(callbacks, add_history=True, add_progbar=False, model=model, verbose=verbose,
                          epochs=epochs, steps=steps)
         self.begun, self.ended = False, False
+        kinds = [(c, _batch_logs(c)) for c in self.callbacks]
+        acting = [(c, k) for c, k in kinds if k is not False]  # callbacks with work at a batch end
+        self.lag = any(k == "late" for _, k in acting) and all(k in BATCH_LOGS for _, k in acting)
+        self.late = [c for c, k in acting if k == "late"] if self.lag else []
+        self.now = [(c, k != "unread") for c, k in acting if c not in self.late]  # (callback, reads the figures)
+        self.pending = None  # (batch, logs) of the last call, for the "late" ones
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.lag:
+            self.settle()  # the call before: the device has run it
+            self.pending = (batch, logs)
+        figures = None
+        for c, reads in self.now:
+            if reads and figures is None:
+                figures = python_utils.pythonify_logs(logs)  # waits for this call's step
+            c.on_train_batch_end(batch, figures if reads else logs)
+
+    def settle(self):
+        """The "late" callbacks' batch end for the last call, if they have not had it."""
+        if self.pending is None:
+            return
+        (batch, logs), self.pending = self.pending, None
+        figures = python_utils.pythonify_logs(logs)
+        for c in self.late:
+            c.on_train_batch_end(batch, figures)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.settle()
+        super().on_epoch_end(epoch, logs)
 
     def on_train_begin(self, logs=None):
         if not self.begun:
@@ -620,6 +699,7 @@ class Segments(keras.callbacks.CallbackList):
             super().on_train_begin(logs)
 
     def on_train_end(self, logs=None):
+        self.settle()
         self.last_logs = logs
 
     def end(self):
@@ -728,6 +808,8 @@ class RunSummaries(keras.callbacks.Callback):
     at the start the run's settings as HParams and a grid of augmented training images; at the end (unless the
     loss diverged) the test confusion matrix, per-class accuracy, and test / best validation accuracy as scalars,
     which the HParams dashboard shows as columns beside those of train/ and validation/."""
+
+    batch_logs = "unread"  # its batch end only closes a profiler trace
 
     def __init__(self, run_dir, cfg, *, train_ds=None, test=None, mean=None, std=None, class_names=None,
                  stop=None, hparams=True, history=None, predictor=None, local=None):

@@ -591,6 +591,7 @@ def _train(cfg, parts, run_dir, resumed, done, callbacks, echo, t_start, timer, 
         cbs.append(timer)
     cbs += ([cb.FaultSteps()] if os.environ.get("SUITE_FAULT") else []) + [preempt]  # the tests' kills
     calls = cb.Segments(cbs, model=model, epochs=t["epochs"], steps=steps, verbose=verbose)
+    backup.settle = calls.settle  # a mid-epoch commit first lets the NaN check see the step it commits
     fit = dict(validation_data=None if ours else val_ds, callbacks=calls, verbose=verbose, shuffle=False)
     preempt.training = True
     if start_step:  # the rest of the interrupted epoch: its own stream from the batch it stopped at

@@ -148,6 +148,98 @@ def test_progress_bar_never_passes_the_epochs_end(capsys):
     assert "16/11" not in capsys.readouterr().out
 
 
+class _Figure:
+    """A log value that records when it is read (pythonify_logs converts it with float())."""
+
+    def __init__(self, batch, value, reads):
+        self.batch, self.value, self.reads = batch, value, reads
+
+    def __float__(self):
+        self.reads.append(self.batch)
+        return float(self.value)
+
+
+def _segments(callbacks, steps=8):
+    from types import SimpleNamespace
+
+    from suite import callbacks as cb
+
+    seg = cb.Segments(callbacks, model=SimpleNamespace(stop_training=False), epochs=1, steps=steps, verbose=1)
+    seg.on_train_begin()
+    seg.on_epoch_begin(0)
+    return seg
+
+
+def test_batch_ends_read_each_calls_figures_one_call_late():
+    """A batch end must not wait for the step just dispatched: the progress bar and the NaN check get call k's
+    figures at call k + 1's end (or the epoch's), every call once and in order; the step-boundary callbacks (the
+    backup) run at once and read nothing."""
+    import keras
+
+    from suite import callbacks as cb
+
+    reads, seen, unread = [], [], []
+
+    class Shown(keras.callbacks.Callback):
+        batch_logs = "late"
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((batch, logs["loss"], list(reads)))
+
+    class Boundary(keras.callbacks.Callback):
+        batch_logs = "unread"
+
+        def on_train_batch_end(self, batch, logs=None):
+            unread.append((batch, type(logs["loss"]).__name__, list(reads)))
+
+    seg = _segments([cb.StopOnNaN(), Shown(), Boundary()])
+    assert seg.lag
+    for k in range(4):
+        seg.on_train_batch_end(k, {"loss": _Figure(k, 10 + k, reads)})
+        assert reads == list(range(k)), reads  # call k's figures are not read at its own end
+    seg.on_epoch_end(0, {})
+    assert reads == [0, 1, 2, 3]
+    assert [(b, v) for b, v, _ in seen] == [(0, 10.0), (1, 11.0), (2, 12.0), (3, 13.0)]
+    assert [(b, kind) for b, kind, _ in unread] == [(k, "_Figure") for k in range(4)]
+
+
+def test_a_callback_that_reads_the_figures_at_once_gets_them_at_once():
+    """A callback without batch_logs (a user's, a tuner's) keeps Keras' behaviour: every callback, in list order,
+    gets the call's own figures at its end."""
+    import keras
+
+    from suite import callbacks as cb
+
+    reads, seen = [], []
+
+    class Reader(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((batch, logs["loss"]))
+
+    seg = _segments([cb.StopOnNaN(), Reader()])
+    assert not seg.lag
+    for k in range(3):
+        seg.on_train_batch_end(k, {"loss": _Figure(k, k, reads)})
+        assert reads == list(range(k + 1)) and seen[-1] == (k, float(k))
+
+
+def test_a_mid_epoch_commit_waits_for_the_nan_check_of_its_step():
+    """log.backup_every commits mid-epoch: the NaN check, one call late otherwise, must have seen the step to commit;
+    a loss gone NaN there is not committed (the run resumes from the commit before)."""
+    from suite import callbacks as cb
+
+    stop = cb.StopOnNaN()
+    backup = cb.Backup("unused", steps=8, stop=stop, every=("steps", 1), write=False)
+    seg = _segments([stop, backup])
+    backup.settle = seg.settle
+    reads = []
+    seg.on_train_batch_end(0, {"loss": _Figure(0, 1.0, reads)})
+    assert backup.at == (0, 1)
+    seg.on_train_batch_end(1, {"loss": _Figure(1, float("nan"), reads)})
+    assert stop.where == {"epoch": 1, "batch": 2, "loss": "nan"}, stop.where
+    assert backup.at == (0, 1), backup.at  # not (0, 2): that step's loss is NaN
+
+
 @pytest.mark.parametrize("watch", ["accuracy", "val_loss"])
 def test_plateau_lowers_the_lr_when_the_watched_figure_stalls(tmp_path, watch):
     """train.plateau_monitor names a figure the logs have: with an lr too small to move the weights every figure
@@ -171,3 +263,23 @@ def test_without_validation_there_is_no_best_validation_accuracy(tmp_path):
     assert res["status"] == "complete" and len(res["history"]["accuracy"]) == 2
     assert not any(k.startswith("val_") for k in res["history"]), res["history"].keys()
     assert res["best_val_accuracy"] is None, res["best_val_accuracy"]
+
+
+def test_a_runs_batch_ends_do_not_wait_for_the_step(tmp_path, monkeypatch):
+    """Every callback the runner adds says how it uses a batch end's figures (callbacks.BATCH_LOGS), so the run's
+    progress bar and NaN check read them one call late; one that did not would make every batch end wait."""
+    from suite import callbacks as cb
+
+    made = []
+    init = cb.Segments.__init__
+
+    def record(self, *a, **k):
+        init(self, *a, **k)
+        made.append(self)
+
+    monkeypatch.setattr(cb.Segments, "__init__", record)
+    code, _, err = cli_here("run", "lenet5", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=1",
+                            "--set", "data.limit=128", "--set", "log.backup_every=2steps")
+    assert code == 0, err[-2000:]
+    assert made and all(s.lag for s in made), [(type(c).__name__, cb._batch_logs(c)) for c in made[0].callbacks]
+    assert {type(c).__name__ for c in made[0].late} == {"Progbar", "StopOnNaN"}
