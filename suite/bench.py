@@ -10,7 +10,9 @@ end"). Rows:
   augmentation, and the raw uint8 feed of device augmentation;
 - the model's training step alone, on one batch held in memory (what the model could eat);
 - end to end, through suite.runner.run itself (pipeline + step + the run's callbacks, checkpoints, TensorBoard),
-  once with augmentation on the host and once on the device;
+  once with augmentation on the host and once on the device; and once more where the run puts augmentation, with
+  one more callback that reads the step's figures at every batch end: then every batch end waits for the device,
+  as all did before the run's progress bar and NaN check took them one call late (callbacks.BATCH_LOGS);
 - plain Keras: the same network compiled the same way, `model.fit` on NumPy arrays, no callbacks;
 - the run's pipeline and network (augmentation where the run puts it) under `model.fit` with no callbacks: what
   separates the end-to-end row from the model row, split into the feed's share and the callbacks' share;
@@ -85,6 +87,18 @@ def bench_config(cfg, steps, epochs, logdir):
     if steps:
         c["data"]["limit"] = steps * c["train"]["batch_size"]
     return c
+
+
+def reader():
+    import keras
+
+    class ReadsEachCall(keras.callbacks.Callback):
+        """Reads the figures at every batch end (callbacks.Segments then gives them to all at once)."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    return ReadsEachCall()
 
 
 def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
@@ -185,12 +199,18 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
                 tm = timer()
                 res = runner.run(cw, fresh=True, timer=tm, echo=lambda *a: None)
                 keep(f"end_to_end_{where}", tm, res["train_examples"])
+            cw = copy.deepcopy(c)
+            cw["experiment"]["name"] = "bench-waiting"
+            tm = timer()
+            res = runner.run(cw, fresh=True, timer=tm, callbacks=[reader()], echo=lambda *a: None)
+            keep("end_to_end_waiting", tm, res["train_examples"])
         del x, y, run_feed
         labels = {"model": "model step alone (one batch in memory)",
                   "plain_keras": "plain Keras (model.fit on NumPy, no callbacks)",
                   "pipeline_fit": f"run's pipeline + model, no callbacks ({eff['augment_on']} aug.)",
                   "end_to_end_host": "end to end, augmentation on the host",
-                  "end_to_end_device": "end to end, augmentation on the device"}
+                  "end_to_end_device": "end to end, augmentation on the device",
+                  "end_to_end_waiting": "end to end, every batch end waiting for its step"}
         for key, label in labels.items():
             mark = "  ← run's choice" if key == f"end_to_end_{eff['augment_on']}" else ""
             spread = f"  ({min(samples[key]):,.0f}–{max(samples[key]):,.0f})" if repeat > 1 else ""

@@ -7,11 +7,21 @@ import pytest
 from conftest import cli_here
 
 ROWS = {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment", "model", "plain_keras",
-        "end_to_end_host", "end_to_end_device", "pipeline_fit"}
+        "end_to_end_host", "end_to_end_device", "pipeline_fit", "end_to_end_waiting"}
 
 
 def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # in this process: TensorFlow's start-up is not what is measured or tested
+    from suite import callbacks as cb
+
+    lags = []  # each end-to-end run's batch ends: one call late (True), or waiting for each step
+    init = cb.Segments.__init__
+
+    def record(self, *a, **k):
+        init(self, *a, **k)
+        lags.append(self.lag)
+
+    monkeypatch.setattr(cb.Segments, "__init__", record)
     out = tmp_path / "bench.json"
     code, stdout, err = cli_here("bench", "lenet5_modern", "--steps", "3", "--epochs", "1", "--repeat", "2",
                                  "--set", "data.crop=1", "--set", "data.flip=true", "--set", "train.verbose=0",
@@ -31,6 +41,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     ends = [t[2] - t[1] for t in r["epoch_s"]["end_to_end_host"]]
     assert r["run_end_extra_s"] == pytest.approx(sum(ends) / 2, abs=1e-3)
     assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
+    assert lags == [True, True, False] * 2, lags  # host, device, waiting; two turns
     # "auto" on a CPU: 8 steps per call, at most an epoch (3); every epoch end commits
     assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 3,
                               "augment_on": "host", "commit_interval": "epoch",
@@ -40,7 +51,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     pairs = sorted(a / b for a, b in zip(s["end_to_end_host"], s["plain_keras"]))
     assert r["ratios"]["suite/plain_keras"] == pytest.approx(sum(pairs) / 2)
     for label in ("input pipeline, host augmentation", "model step alone", "plain Keras", "end to end",
-                  "run's pipeline + model, no callbacks (host aug.)",
+                  "run's pipeline + model, no callbacks (host aug.)", "every batch end waiting for its step",
                   "end_to_end/model =", "suite/plain_keras =", "the run's end"):
         assert label in stdout, label
     assert not (tmp_path / "logs").exists(), "bench must leave no run directories behind"

@@ -124,7 +124,7 @@ def test_bench_resnet20_under_the_gpu_settings(small_cifar, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["backend"] == "jax" and r["effective"]["precision"] == "mixed_bfloat16", r["effective"]
-    assert {"end_to_end_host", "end_to_end_device", "model"} <= set(r["rates_img_per_s"])
+    assert {"end_to_end_host", "end_to_end_device", "end_to_end_waiting", "model"} <= set(r["rates_img_per_s"])
     assert all(v > 0 for v in r["rates_img_per_s"].values()), r["rates_img_per_s"]
 
 
