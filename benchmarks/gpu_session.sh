@@ -8,7 +8,7 @@
 #          the calls)
 #   here, after each call: python benchmarks/gpu_carry.py collect FILES_AT   (the call's files_at); while it says
 #          pieces of the state are still on the machine, at once: python3 benchmarks/gpu_carry.py more N
-# PARTs, in the order of issue 10's priorities (default: bench r20):
+# PARTs, in the order of issue 10's priorities (default: bench exp:plain20):
 #   bench  suite bench resnet20 on CIFAR-10: pipeline / model / end to end (host and device augmentation) / plain Keras
 #   r20    experiments/resnet20.toml, unchanged (the paper's 64k iterations: 164 epochs of all 50k images)
 #   r56    experiments/resnet56.toml;  plain  plain20.toml and plain56.toml (the degradation)
@@ -35,7 +35,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}; LOGS=${LOGS:-/tmp/suite-logs}; TXT=$LOGS/_text; mkdir -p "$OUT" "$TXT"
-parts=${*:-bench r20}
+parts=${*:-bench exp:plain20}
 BUDGET=${BUDGET:-540}; start=$(date +%s)
 # JAX's persistent compilation cache: the speed run's seeds 1–4, a resumed run and a second call compile nothing
 # the first process already compiled (same graph, other numbers), leaving more of the budget to training
@@ -120,8 +120,9 @@ exp_part() {  # NAME or NAME:KEY=VALUE,… (a variant, in a folder and row of it
 for part in $parts; do
   t0=$(date +%s)
   case $part in
-    # two turns: single turns of one row differed by ~25 % between two calls on the H200 (2026-12-04)
-    bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 2 --repeat 2 ;;
+    # two turns: single turns of one row differed by ~25 % between two calls on the H200 (2026-12-04); four
+    # measured epochs: single epochs of one row spread 1.00–1.38 s there
+    bench) once bench_resnet20 python3 -m suite bench resnet20 --data cifar10 --epochs 4 --repeat 2 ;;
     r20)   exp_part resnet20 ;;
     r56)   exp_part resnet56 ;;
     pbn)   [ -f "$TXT/precise_bn_cost.txt" ] && grep -q "share of an epoch" "$TXT/precise_bn_cost.txt" ||
