@@ -8,13 +8,15 @@
 #          the calls)
 #   here, after each call: python benchmarks/gpu_carry.py collect FILES_AT   (the call's files_at); while it says
 #          pieces of the state are still on the machine, at once: python3 benchmarks/gpu_carry.py more N
-# PARTs, in the order of issue 10's priorities (default: bench exp:plain20):
+# PARTs, in the order of issue 10's priorities (default: bench xla exp:plain20):
 #   bench  suite bench resnet20 on CIFAR-10: pipeline / model / end to end (host and device augmentation) / plain Keras
 #   r20    experiments/resnet20.toml, unchanged (the paper's 64k iterations: 164 epochs of all 50k images)
 #   r56    experiments/resnet56.toml;  plain  plain20.toml and plain56.toml (the degradation)
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
 #   steps  benchmarks/step_variants.py resnet20: the model step alone under the run's settings and variants of them
 #          (float32, no weight decay, 128 steps per call, batch 256), side by side: where ResNet-20's step time goes
+#   xla    the same step under XLA_FLAGS variants, a process each (CUDA graphs off; convolutions in them too): can
+#          fewer kernel launches cut its per-step latency?
 #   pbn    benchmarks/precise_bn_cost.py resnet20: eval.precise_bn's recomputation against an epoch's training steps,
 #          under the GPU's settings (the files that validate recompute before each validation)
 #   speed  experiments/cifar10_speedrun.toml (ResNet-9), seeds $SEEDS (default 0–4): mean accuracy and training
@@ -35,7 +37,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}; LOGS=${LOGS:-/tmp/suite-logs}; TXT=$LOGS/_text; mkdir -p "$OUT" "$TXT"
-parts=${*:-bench exp:plain20}
+parts=${*:-bench xla exp:plain20}
 BUDGET=${BUDGET:-540}; start=$(date +%s)
 # JAX's persistent compilation cache: the speed run's seeds 1–4, a resumed run and a second call compile nothing
 # the first process already compiled (same graph, other numbers), leaving more of the budget to training
@@ -134,6 +136,12 @@ for part in $parts; do
                small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 3 --repeat 1)
                timed "$TXT/step_variants.txt" python3 benchmarks/step_variants.py resnet20 --data cifar10 "${small[@]}"; }
            grep -E "img/s|turns" "$TXT/step_variants.txt" | tee -a "$TXT/session.log" ;;
+    xla)   [ -f "$TXT/xla_flags.txt" ] && grep -q "img/s" "$TXT/xla_flags.txt" ||
+             { : > "$TXT/xla_flags.txt"
+               small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 3 --repeat 1)
+               timed "$TXT/xla_flags.txt" python3 benchmarks/step_variants.py resnet20 --data cifar10 --xla --repeat 2 \
+                 "${small[@]}"; }
+           grep -E "img/s|turns|failed|XLA_FLAGS" "$TXT/xla_flags.txt" | tee -a "$TXT/session.log" ;;
     plain) exp_part plain20; exp_part plain56 ;;
     r50)   [ -f /tmp/synth224.npz ] || python3 -c '
 import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show

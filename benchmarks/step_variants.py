@@ -7,8 +7,16 @@ compiled once, then all are timed in turn (A, B, C, A, B, C, …), so a slow spe
 
 Without --variant: float32, no weight decay (its L2 terms in the loss), 128 steps per call, batch 256. Prints
 img/s per variant (median of the turns) and its ratio to the run's own settings. For the GPU session
-(benchmarks/gpu_session.sh steps), where ResNet-20's step at batch 128 ran at ~30k img/s on an H200 against the
-~44.5k that ../shared/device/README.md measured for a plainer ResNet-20 on an H100."""
+(benchmarks/gpu_session.sh steps). On an H200 (2026-12-04) the step cost ~3.1–3.3 ms at batch 128 and 256 alike,
+whatever the precision, weight decay or steps per call: bound by its per-step latency, not its arithmetic.
+
+    python benchmarks/step_variants.py resnet20 --data cifar10 --xla [--xla-variant "NAME:FLAGS" ...]
+
+compares XLA_FLAGS variants of the run's settings instead, each turn's each variant in a process of its own (XLA
+reads its flags once, as it starts; the processes alternate, A, B, C, A, …). Default: XLA's CUDA graphs (command
+buffers) off, and convolutions captured in them too (off by default: a step of ResNet-20 is ~60 convolutions, each of
+which splits the graphs). A process that fails (say, a flag this XLA does not know) is reported with its last line.
+For the GPU session (benchmarks/gpu_session.sh xla): can fewer launches cut the step's latency?"""
 
 import argparse
 import pathlib
@@ -19,6 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 DEFAULT = ["float32:train.precision=float32", "no_l2:model.weight_decay=0", "spe128:train.steps_per_execution=128",
            "batch256:train.batch_size=256"]
+XLA = ["no_graphs:--xla_gpu_enable_command_buffer=", "conv_graphs:--xla_gpu_enable_command_buffer=+CONVOLUTION"]
 
 
 def main():
@@ -30,7 +39,12 @@ def main():
     ap.add_argument("--steps", type=int, default=256,
                     help="steps per timed epoch (a multiple of every variant's steps per call)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--xla", action="store_true", help="compare XLA_FLAGS variants, a process each")
+    ap.add_argument("--xla-variant", action="append", default=None, help="NAME:FLAGS (with --xla)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one --xla process: the run, one turn
     a = ap.parse_args()
+    if a.xla:
+        return xla_variants(a)
 
     from suite import config, runner
     from suite.errors import UserError
@@ -38,7 +52,8 @@ def main():
     import tensorflow as tf
 
     extra = {"data.name": a.data} if a.data else {}
-    variants = [("run", [])] + [(v.split(":", 1)[0], v.split(":", 1)[1].split(",")) for v in a.variant or DEFAULT]
+    variants = [("run", [])] + ([] if a.child else
+                                [(v.split(":", 1)[0], v.split(":", 1)[1].split(",")) for v in a.variant or DEFAULT])
     models = []
     for name, sets in variants:
         try:
@@ -52,7 +67,8 @@ def main():
         one = tf.data.Dataset.from_tensors(batch).repeat()
         model.fit(one, steps_per_epoch=a.steps, epochs=1, verbose=0)  # compiles
         models.append((name, model, one, cfg["train"]["batch_size"]))
-        print(f"{name}: compiled · {parts['effective']}", flush=True)
+        if not a.child:
+            print(f"{name}: compiled · {parts['effective']}", flush=True)
     from suite.bench import timer
 
     rates = {name: [] for name, *_ in models}
@@ -61,11 +77,47 @@ def main():
             tm = timer()  # epoch 2 of 3: fit's own start and end stay out of the figure
             model.fit(one, steps_per_epoch=a.steps, epochs=3, verbose=0, callbacks=[tm])
             rates[name].append(tm.rate(a.steps * bs))
-    base = statistics.median(rates["run"])
-    print(f"{a.target} · {a.steps} steps a turn · median of {a.repeat} turns · {runner.versions()}")
+    if a.child:
+        print(f"RATE {rates['run'][0]}")
+        return
+    report(f"{a.target} · {a.steps} steps a turn · median of {a.repeat} turns · {runner.versions()}", rates, {})
+
+
+def report(title, rates, failed):
+    base = statistics.median(rates["run"]) if rates.get("run") else float("nan")
+    print(title)
     for name, r in rates.items():
+        if not r:
+            print(f"  {name:<12} failed: {failed.get(name, '?')}")
+            continue
         med = statistics.median(r)
         print(f"  {name:<12} {med:>10,.0f} img/s  ({min(r):,.0f}–{max(r):,.0f})  ×{med / base:.2f}")
+
+
+def xla_variants(a):
+    """The run's settings under each XLA_FLAGS variant, one process per variant and turn, in turn."""
+    import os
+    import subprocess
+
+    variants = [("run", "")] + [tuple(v.split(":", 1)) for v in a.xla_variant or XLA]
+    args = [sys.executable, __file__, a.target, "--child", "--steps", str(a.steps)]
+    args += (["--data", a.data] if a.data else []) + [x for kv in a.set for x in ("--set", kv)]
+    rates, failed = {name: [] for name, _ in variants}, {}
+    for _ in range(a.repeat):
+        for name, flags in variants:
+            env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip())
+            p = subprocess.run(args, env=env, capture_output=True, text=True)
+            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RATE ")), None)
+            if p.returncode == 0 and line:
+                rates[name].append(float(line.split()[1]))
+            else:
+                failed[name] = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1][:200]
+            print(f"{name}: {rates[name][-1]:,.0f} img/s" if p.returncode == 0 and line else f"{name}: failed",
+                  flush=True)
+    title = f"{a.target} · {a.steps} steps a turn · median of {a.repeat} turns · XLA_FLAGS variants, a process each"
+    report(title, rates, failed)
+    for name, flags in variants[1:]:
+        print(f"  {name}: XLA_FLAGS += {flags!r}")
 
 
 if __name__ == "__main__":

@@ -312,3 +312,14 @@ def test_the_step_variants_part_times_every_variant_against_the_run(tmp_path):
     for name in ("run", "float32", "no_l2", "spe128", "batch256"):
         assert re.search(rf"^  {name} +[\d,]+ img/s .*×\d\.\d\d$", said, re.M), (name, said)
     assert re.search(r"^  run +.*×1\.00$", said, re.M), said
+
+
+@pytest.mark.slow
+def test_the_xla_part_times_each_flag_variant_in_a_process_of_its_own(tmp_path):
+    logs, state = tmp_path / "suite-logs", tmp_path / ".devstate" / "ready"
+    said, _ = _session(tmp_path, logs, tmp_path / "out", state, parts=("xla",))
+    assert "failed (exit" not in said, said
+    assert re.search(r"^  run +[\d,]+ img/s .*×1\.00$", said, re.M), said
+    for name in ("no_graphs", "conv_graphs"):  # measured, or failed with XLA's own last line
+        assert re.search(rf"^  {name} +([\d,]+ img/s .*×\d\.\d\d|failed: .+)$", said, re.M), (name, said)
+        assert f"{name}: XLA_FLAGS += '--xla_gpu_enable_command_buffer=" in said, said
