@@ -110,10 +110,10 @@ def xla_variants(a):
             line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RATE ")), None)
             if p.returncode == 0 and line:
                 rates[name].append(float(line.split()[1]))
+                print(f"{name}: {rates[name][-1]:,.0f} img/s", flush=True)
             else:
                 failed[name] = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1][:200]
-            print(f"{name}: {rates[name][-1]:,.0f} img/s" if p.returncode == 0 and line else f"{name}: failed",
-                  flush=True)
+                print(f"{name}: failed", flush=True)
     title = f"{a.target} · {a.steps} steps a turn · median of {a.repeat} turns · XLA_FLAGS variants, a process each"
     report(title, rates, failed)
     for name, flags in variants[1:]:

@@ -27,7 +27,7 @@ import shutil
 import time
 
 import keras
-from keras.src.utils import python_utils  # pythonify_logs: the conversion CallbackList applies to batch logs
+from keras.src.utils import python_utils  # pythonify_logs and is_default, as Keras' CallbackList uses them
 
 from .commits import STATE, WEIGHTS, commit_name, file_sha256, newest_first, state_digest
 from .errors import one_line
@@ -642,13 +642,12 @@ class Preemption(keras.callbacks.Callback):
 
 def _batch_logs(callback):
     """A callback's batch_logs (BATCH_LOGS), None for one that reads the figures at once, False for one with
-    nothing to do at a batch end (Keras' own test: the methods are still its base class's)."""
+    nothing to do at a batch end (Keras' own test, as in CallbackList's async dispatch: both methods unoverridden)."""
     kind = getattr(callback, "batch_logs", None)
     if kind in BATCH_LOGS:
         return kind
-    base = keras.callbacks.Callback
-    same = all(getattr(type(callback), m) is getattr(base, m) for m in ("on_train_batch_end", "on_batch_end"))
-    return False if same else None
+    idle = python_utils.is_default(callback.on_train_batch_end) and python_utils.is_default(callback.on_batch_end)
+    return False if idle else None
 
 
 class Segments(keras.callbacks.CallbackList):
@@ -666,8 +665,9 @@ class Segments(keras.callbacks.CallbackList):
         kinds = [(c, _batch_logs(c)) for c in self.callbacks]
         acting = [(c, k) for c, k in kinds if k is not False]  # callbacks with work at a batch end
         self.lag = any(k == "late" for _, k in acting) and all(k in BATCH_LOGS for _, k in acting)
-        self.late = [c for c, k in acting if k == "late"] if self.lag else []
-        self.now = [(c, k != "unread") for c, k in acting if c not in self.late]  # (callback, reads the figures)
+        late = [k == "late" and self.lag for _, k in acting]
+        self.late = [c for (c, _), lag in zip(acting, late) if lag]
+        self.now = [(c, k != "unread") for (c, k), lag in zip(acting, late) if not lag]  # (callback, reads figures)
         self.pending = None  # (batch, logs) of the last call, for the "late" ones
 
     def on_train_batch_end(self, batch, logs=None):
