@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--set", action="append", default=[], help="section.key=value for every variant")
     ap.add_argument("--variant", action="append", default=None, help="NAME:key=value,key=value")
     ap.add_argument("--steps", type=int, default=256,
-                    help="steps per timed epoch (a multiple of every variant's steps per call)")
+                    help="steps per timed epoch")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--xla", action="store_true", help="compare XLA_FLAGS variants, a process each")
     ap.add_argument("--xla-variant", action="append", default=None, help="NAME:FLAGS (with --xla)")
@@ -46,26 +46,17 @@ def main():
     if a.xla:
         return xla_variants(a)
 
-    from suite import config, runner
+    from suite import runner
     from suite.errors import UserError
 
-    import tensorflow as tf
-
-    extra = {"data.name": a.data} if a.data else {}
     variants = [("run", [])] + ([] if a.child else
                                 [(v.split(":", 1)[0], v.split(":", 1)[1].split(",")) for v in a.variant or DEFAULT])
     models = []
     for name, sets in variants:
         try:
-            cfg = config.resolve(a.target, a.set + sets + ["data.val_split=0", "eval.precise_bn=0"], extra)
+            model, one, cfg, parts = compiled(a.target, a.set + sets, a.data, a.steps)
         except UserError as e:
             sys.exit(f"error: variant {name}: {e}")
-        parts = runner.prepare(cfg)
-        ds = runner.datasets(cfg, parts, raw=False)  # host feed: the Augment layer stays out, as in bench's row
-        model = runner.compile_model(runner.on_device(cfg, parts, ds), cfg, parts)
-        batch = next(iter(ds["train"]))
-        one = tf.data.Dataset.from_tensors(batch).repeat()
-        model.fit(one, steps_per_epoch=a.steps, epochs=1, verbose=0)  # compiles
         models.append((name, model, one, cfg["train"]["batch_size"]))
         if not a.child:
             print(f"{name}: compiled · {parts['effective']}", flush=True)
@@ -75,12 +66,30 @@ def main():
     for _ in range(a.repeat):
         for name, model, one, bs in models:
             tm = timer()  # epoch 2 of 3: fit's own start and end stay out of the figure
-            model.fit(one, steps_per_epoch=a.steps, epochs=3, verbose=0, callbacks=[tm])
+            model.fit(one, epochs=3, verbose=0, callbacks=[tm])
             rates[name].append(tm.rate(a.steps * bs))
     if a.child:
         print(f"RATE {rates['run'][0]}")
         return
     report(f"{a.target} · {a.steps} steps a turn · median of {a.repeat} turns · {runner.versions()}", rates, {})
+
+
+def compiled(target, sets, data=None, steps=256):
+    """The model step alone, as `suite bench`'s row: target's network compiled as `run` compiles it (with `sets`,
+    no validation), fed one host-augmented batch held in memory, fit for one epoch of `steps` (compiling).
+    Returns (model, an epoch: the batch `steps` times as a tf.data.Dataset, resolved config, runner.prepare's parts).
+    A finite epoch, not an endless repeat with steps_per_epoch: Keras would run whole calls of steps_per_execution."""
+    from suite import config, runner
+
+    import tensorflow as tf
+
+    cfg = config.resolve(target, sets + ["data.val_split=0", "eval.precise_bn=0"], {"data.name": data} if data else {})
+    parts = runner.prepare(cfg)
+    ds = runner.datasets(cfg, parts, raw=False)  # host feed: the Augment layer stays out, as in bench's row
+    model = runner.compile_model(runner.on_device(cfg, parts, ds), cfg, parts)
+    one = tf.data.Dataset.from_tensors(next(iter(ds["train"]))).repeat(steps)
+    model.fit(one, epochs=1, verbose=0)  # compiles
+    return model, one, cfg, parts
 
 
 def report(title, rates, failed):

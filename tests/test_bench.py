@@ -25,7 +25,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
     code, stdout, err = cli_here("bench", "lenet5_modern", "--steps", "3", "--epochs", "1", "--repeat", "2",
                                  "--set", "data.crop=1", "--set", "data.flip=true", "--set", "train.verbose=0",
-                                 "--json", out)
+                                 "--set", "train.steps_per_execution=2", "--json", out)
     assert code == 0, err[-2000:]
     r = json.loads(out.read_text())
     assert set(r["rates_img_per_s"]) == ROWS
@@ -35,6 +35,8 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     # every row trains warm-up + 1 measured + the run's end; its rate is the measured epoch's alone
     assert set(r["epoch_s"]) == ROWS - {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment"}
     assert all(len(turn) == 3 for turns in r["epoch_s"].values() for turn in turns)
+    # the fit rows train the 3 steps an epoch their rates count, in calls of 2 (an endless feed ran 2 calls: 4)
+    assert r["steps_trained_per_epoch"] == {k: [3, 3] for k in ("model", "plain_keras", "pipeline_fit")}
     images = {"model": 3 * 128, "plain_keras": 3 * 128}
     for key, n in images.items():
         assert r["samples_img_per_s"][key] == pytest.approx([n / t[1] for t in r["epoch_s"][key]], rel=1e-3)
@@ -42,8 +44,8 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     assert r["run_end_extra_s"] == pytest.approx(sum(ends) / 2, abs=1e-3)
     assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
     assert lags == [True, True, False] * 2, lags  # host, device, waiting; two turns
-    # "auto" on a CPU: 8 steps per call, at most an epoch (3); every epoch end commits
-    assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 3,
+    # as set (on a CPU "auto" would take 8 steps per call, at most an epoch); every epoch end commits
+    assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 2,
                               "augment_on": "host", "commit_interval": "epoch",
                               "autotune": False}
     # the ratios are those of the measured rows (median of each turn's ratio)
