@@ -402,7 +402,7 @@ def plan(root=".", parts="", echo=print):
     calls += [([d], f"mkdir -p /tmp/stage/state && cp {d.relative_to(root)}/* /tmp/stage/state/") for d in sends]
     work = [root / ".devcarry" / "base"] + [d for d in [ready / "work", root / FINISHED] if d.is_dir()]
     command = ("source .devcarry/base/install.sh && BUDGET=B bash benchmarks/gpu_session.sh "
-               + (parts or "bench xla exp:plain20"))
+               + (parts or "bench prof xla exp:plain20"))
     if stage and sum(map(_size, work + stage[-1:])) <= WORK_MAX:
         # the last staging piece rides with the work call when both fit: one call fewer
         work, command = work + stage[-1:], calls.pop(len(stage) - 1)[1] + " && " + command
@@ -428,7 +428,7 @@ if __name__ == "__main__":
     sub.choices["restore"].add_argument("--finished", help="runs finished in earlier calls (.devstate/finished)")
     sub.add_parser("collect").add_argument("files_at")
     sub.add_parser("plan").add_argument("parts", nargs="*",
-                                        help="gpu_session.sh's parts (default: bench xla exp:plain20)")
+                                        help="gpu_session.sh's parts (default: bench prof xla exp:plain20)")
     for name in ("collect", "plan"):
         sub.choices[name].add_argument("--root", default=".", help="the project root (default: here)")
     a = ap.parse_args()

@@ -8,13 +8,15 @@
 #          the calls)
 #   here, after each call: python benchmarks/gpu_carry.py collect FILES_AT   (the call's files_at); while it says
 #          pieces of the state are still on the machine, at once: python3 benchmarks/gpu_carry.py more N
-# PARTs, in the order of issue 10's priorities (default: bench xla exp:plain20):
+# PARTs, in the order of issue 10's priorities (default: bench prof xla exp:plain20):
 #   bench  suite bench resnet20 on CIFAR-10: pipeline / model / end to end (host and device augmentation) / plain Keras
 #   r20    experiments/resnet20.toml, unchanged (the paper's 64k iterations: 164 epochs of all 50k images)
 #   r56    experiments/resnet56.toml;  plain  plain20.toml and plain56.toml (the degradation)
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
 #   steps  benchmarks/step_variants.py resnet20: the model step alone under the run's settings and variants of them
 #          (float32, no weight decay, 128 steps per call, batch 256), side by side: where ResNet-20's step time goes
+#   prof   benchmarks/step_profile.py resnet20: a profiler trace of 64 model steps, and of an epoch of the run, per step:
+#          host dispatch, kernels, device busy time and idle gaps, the costliest kernels: which bounds the step
 #   xla    the same step under XLA_FLAGS variants, a process each (CUDA graphs off; convolutions in them too): can
 #          fewer kernel launches cut its per-step latency?
 #   pbn    benchmarks/precise_bn_cost.py resnet20: eval.precise_bn's recomputation against an epoch's training steps,
@@ -37,7 +39,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}; LOGS=${LOGS:-/tmp/suite-logs}; TXT=$LOGS/_text; mkdir -p "$OUT" "$TXT"
-parts=${*:-bench xla exp:plain20}
+parts=${*:-bench prof xla exp:plain20}
 BUDGET=${BUDGET:-540}; start=$(date +%s)
 # JAX's persistent compilation cache: the speed run's seeds 1–4, a resumed run and a second call compile nothing
 # the first process already compiled (same graph, other numbers), leaving more of the budget to training
@@ -142,6 +144,14 @@ for part in $parts; do
                timed "$TXT/xla_flags.txt" python3 benchmarks/step_variants.py resnet20 --data cifar10 --xla --repeat 2 \
                  "${small[@]}"; }
            grep -E "img/s|turns|failed|XLA_FLAGS" "$TXT/xla_flags.txt" | tee -a "$TXT/session.log" ;;
+    prof)  [ -f "$TXT/step_profile.txt" ] && grep -q "→" "$TXT/step_profile.txt" ||
+             { : > "$TXT/step_profile.txt"  # the traces stay on the machine (tens of MB); their summaries come back
+               small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 4)
+               timed "$TXT/step_profile.txt" python3 benchmarks/step_profile.py resnet20 --data cifar10 \
+                 --out "$LOGS/_prof/step" --json "$TXT/step_profile_step.json" "${small[@]}" &&
+               timed "$TXT/step_profile.txt" python3 benchmarks/step_profile.py resnet20 --data cifar10 --run \
+                 --out "$LOGS/_prof/run" --json "$TXT/step_profile_run.json" "${small[@]}"; }
+           grep -E "^resnet20|^  (wall|device)|→" "$TXT/step_profile.txt" | tee -a "$TXT/session.log" ;;
     plain) exp_part plain20; exp_part plain56 ;;
     r50)   [ -f /tmp/synth224.npz ] || python3 -c '
 import numpy as np  # synthetic 224² images: ResNet-50 speed does not depend on what the pixels show

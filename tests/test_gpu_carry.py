@@ -323,3 +323,15 @@ def test_the_xla_part_times_each_flag_variant_in_a_process_of_its_own(tmp_path):
     for name in ("no_graphs", "conv_graphs"):  # measured, or failed with XLA's own last line
         assert re.search(rf"^  {name} +([\d,]+ img/s .*×\d\.\d\d|failed: .+)$", said, re.M), (name, said)
         assert f"{name}: XLA_FLAGS += '--xla_gpu_enable_command_buffer=" in said, said
+
+
+@pytest.mark.slow
+def test_the_prof_part_summarises_a_trace_of_the_step_and_of_the_run(tmp_path):
+    logs, state = tmp_path / "suite-logs", tmp_path / ".devstate" / "ready"
+    said, _ = _session(tmp_path, logs, tmp_path / "out", state, parts=("prof",), KERAS_BACKEND="jax")
+    assert "failed" not in said, said
+    assert "resnet20 · model step alone" in said and "resnet20 · suite run, one epoch" in said, said
+    assert said.count("→ no device lanes in the trace") == 2, said  # a CPU: the summaries' host part only
+    for what in ("step", "run"):
+        s = json.loads((logs / "_text" / f"step_profile_{what}.json").read_text())
+        assert s["dispatches"] == s["steps"] == 4, s
