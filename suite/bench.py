@@ -22,7 +22,9 @@ Validation and its recomputed BatchNorm statistics are off in every row (`data.v
 `eval.precise_bn = 0`) so all of them count the same work: training images.
 """
 
+import contextlib
 import copy
+import os
 import pathlib
 import shutil
 import statistics
@@ -99,6 +101,13 @@ def reader():
             pass
 
     return ReadsEachCall()
+
+
+def run_unseen(cfg, **kw):
+    """runner.run with its progress bar drawn as in a run (its work is part of the run's) but into /dev/null, not
+    between the bench's rows."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        return runner.run(cfg, fresh=True, echo=lambda *a: None, **kw)
 
 
 def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
@@ -203,12 +212,12 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
                 cw["data"]["augment_on"] = where
                 cw["experiment"]["name"] = f"bench-{where}"
                 tm = timer()
-                res = runner.run(cw, fresh=True, timer=tm, echo=lambda *a: None)
+                res = run_unseen(cw, timer=tm)
                 keep(f"end_to_end_{where}", tm, res["train_examples"])
             cw = copy.deepcopy(c)
             cw["experiment"]["name"] = "bench-waiting"
             tm = timer()
-            res = runner.run(cw, fresh=True, timer=tm, callbacks=[reader()], echo=lambda *a: None)
+            res = run_unseen(cw, timer=tm, callbacks=[reader()])
             keep("end_to_end_waiting", tm, res["train_examples"])
         del x, y, run_feed
         labels = {"model": "model step alone (one batch in memory)",

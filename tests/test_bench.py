@@ -24,7 +24,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     monkeypatch.setattr(cb.Segments, "__init__", record)
     out = tmp_path / "bench.json"
     code, stdout, err = cli_here("bench", "lenet5_modern", "--steps", "3", "--epochs", "1", "--repeat", "2",
-                                 "--set", "data.crop=1", "--set", "data.flip=true", "--set", "train.verbose=0",
+                                 "--set", "data.crop=1", "--set", "data.flip=true",
                                  "--set", "train.steps_per_execution=2", "--json", out)
     assert code == 0, err[-2000:]
     r = json.loads(out.read_text())
@@ -57,6 +57,7 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
                   "end_to_end/model =", "suite/plain_keras =", "the run's end"):
         assert label in stdout, label
     assert not (tmp_path / "logs").exists(), "bench must leave no run directories behind"
+    assert "Epoch 1/3" not in stdout and "━" not in stdout, stdout  # the runs' progress bars stay out of the table
 
 
 @pytest.mark.parametrize("args, needle", [
