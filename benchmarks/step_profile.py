@@ -1,7 +1,7 @@
 """Where one training step's time goes on the device: a profiler trace of a few steps, summarised.
 
     python benchmarks/step_profile.py resnet20 --data cifar10 [--steps 64] [--run] [--out DIR] [--json PATH]
-        [--set k=v ...]
+        [--events PATH.json.gz] [--set k=v ...]
 
 Profiles `--steps` steps of the model step alone (one batch held in memory, as `suite bench`'s row and
 benchmarks/step_variants.py), or with `--run` one epoch of `--steps` batches of `suite run` itself (pipeline, step and
@@ -12,6 +12,8 @@ callbacks), under JAX's profiler (the Python tracer off: it would slow the host 
 - on a GPU, from the stream lanes of the device's process (CUPTI): kernels a step, time the device is busy (the union
   of their intervals), the idle gaps between them, and the kernels taking the most time;
 and says which of these bounds the step: the host's dispatch, the device's idle gaps (launches), or its kernels.
+--events writes the trace cut to the dispatches and the kernels (a Chrome trace still, small enough to come back
+from a device call) for a closer look than the summary's.
 For the GPU session (benchmarks/gpu_session.sh prof). On an H200, ResNet-20's step took ~3.1–3.3 ms at batch 128
 and at 256 alike (step_variants.py, 2026-12-04): latency, not arithmetic. This says whose.
 On a CPU the step runs on the host: there are no device lanes and only the host's figures are printed.
@@ -32,6 +34,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 DISPATCH = "PjitFunction(train_step)"
+EVENTS_MAX = 4 * 2**20  # --events: a device call's results.tgz may hold 15 MiB
 # lanes the trace derives from the kernels' annotations (per XLA op and module): counting them would count twice
 DERIVED = ("XLA Modules", "XLA Ops", "XLA TraceMe", "Steps", "Framework Ops", "Framework Name Scope", "Source code",
            "Launch Stats", "TensorFlow Ops", "TensorFlow Name Scope")
@@ -57,8 +60,8 @@ def union(intervals):
     return out
 
 
-def summarise(events, steps, wall_s):
-    """Per-step figures of a Chrome/Perfetto trace (times in µs) of `steps` training steps that took `wall_s`."""
+def split(events):
+    """(the host's step dispatches, outermost only; the kernels: the device's stream lanes; their lane names)."""
     procs, threads = lanes(events)
     spans = [e for e in events if e.get("ph") == "X" and "dur" in e]
     disp = []
@@ -70,6 +73,23 @@ def summarise(events, steps, wall_s):
     streams = {k for k, v in dev_threads.items() if v.startswith("Stream")}
     kernel_lanes = streams or {k for k, v in dev_threads.items() if v not in DERIVED}
     kernels = [e for e in spans if (e["pid"], e["tid"]) in kernel_lanes]
+    return disp, kernels, sorted({dev_threads[k] for k in kernel_lanes})
+
+
+def trimmed(events):
+    """The trace cut to what the summary reads (the dispatches, the kernels, their lanes' names): a Chrome trace
+    that still opens in ui.perfetto.dev, a small part of the whole (which records every host thread too)."""
+    disp, kernels, _ = split(events)
+    keep = {(e["pid"], e["tid"]) for e in disp + kernels}
+    pids = {pid for pid, _ in keep}
+    meta = [e for e in events if e.get("ph") == "M" and ((e.get("name") == "process_name" and e.get("pid") in pids)
+                                                         or (e.get("pid"), e.get("tid")) in keep)]
+    return {"traceEvents": meta + disp + kernels}
+
+
+def summarise(events, steps, wall_s):
+    """Per-step figures of a Chrome/Perfetto trace (times in µs) of `steps` training steps that took `wall_s`."""
+    disp, kernels, lane_names = split(events)
     out = {"steps": steps, "wall_ms_per_step": 1e3 * wall_s / steps, "dispatches": len(disp)}
     if disp:
         out["dispatch_ms"] = statistics.median(e["dur"] for e in disp) / 1e3
@@ -91,7 +111,7 @@ def summarise(events, steps, wall_s):
     top = sorted(total.items(), key=lambda kv: -kv[1][1])[:15]
     busy_us = sum(e - s for s, e in busy)
     out["device"] = {
-        "lanes": sorted({dev_threads[k] for k in kernel_lanes}),
+        "lanes": lane_names,
         "kernels_per_step": len(kernels) / steps,
         "busy_ms_per_step": busy_us / 1e3 / steps,
         "window_ms_per_step": window / 1e3 / steps,
@@ -218,6 +238,8 @@ def main():
     ap.add_argument("--run", action="store_true", help="profile an epoch of `suite run` instead of the step alone")
     ap.add_argument("--out", default=None, help="folder for the trace (default: a temporary one)")
     ap.add_argument("--json", default=None, help="write the summary there too (default: OUT/summary.json)")
+    ap.add_argument("--events", default=None,
+                    help="write the trace cut to the dispatches and kernels there (.json.gz), if under 4 MiB")
     a = ap.parse_args()
     import keras
 
@@ -238,6 +260,12 @@ def main():
     s.update(target=a.target, what=what, batch_size=bs, effective=eff, trace=str(path), versions=runner.versions())
     report(s, f"{a.target} · {what} · batch {bs} · {steps} steps profiled · {eff} · {runner.versions()}")
     runner.write_json(a.json or out / "summary.json", s)
+    if a.events:  # small enough to come back from a device call (the whole trace stays in OUT)
+        blob = gzip.compress(json.dumps(trimmed(events)).encode())
+        if len(blob) > EVENTS_MAX:
+            print(f"  the trimmed trace is {len(blob) / 2**20:.1f} MiB, over {EVENTS_MAX / 2**20:.0f}: not written")
+        else:
+            pathlib.Path(a.events).write_bytes(blob)
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
             samples.setdefault(key, []).append(tm.rate(images))
             epoch_s.setdefault(key, []).append([round(t, 6) for t in tm.times()])
             if model is not None:
-                trained.setdefault(key, []).append(int(np.asarray(model.optimizer.iterations)) / total)
+                trained.setdefault(key, []).append(int(keras.ops.convert_to_numpy(model.optimizer.iterations)) / total)
 
         def trained_model(feed):  # the network as `run` trains it on `feed`'s path (behind data.whiten's layer)
             fresh = runner.prepare(c)

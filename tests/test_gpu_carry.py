@@ -335,3 +335,4 @@ def test_the_prof_part_summarises_a_trace_of_the_step_and_of_the_run(tmp_path):
     for what in ("step", "run"):
         s = json.loads((logs / "_text" / f"step_profile_{what}.json").read_text())
         assert s["dispatches"] == s["steps"] == 4, s
+        assert (logs / "_text" / f"step_profile_{what}.trace.json.gz").stat().st_size < 2**20  # it comes back

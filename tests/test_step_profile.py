@@ -1,5 +1,6 @@
 """benchmarks/step_profile.py: a profiler trace of training steps, summarised per step (for the GPU session)."""
 
+import gzip
 import json
 import os
 import pathlib
@@ -67,10 +68,21 @@ def test_the_script_profiles_the_steps_it_ran_on_a_cpu(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     p = subprocess.run([sys.executable, "benchmarks/step_profile.py", "lenet5", "--data", "digits", "--steps", "6",
                         "--set", "train.steps_per_execution=2", "--out", str(tmp_path / "trace"),
-                        "--json", str(tmp_path / "s.json")], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
+                        "--json", str(tmp_path / "s.json"), "--events", str(tmp_path / "e.json.gz")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["steps"] == 6 and s["dispatches"] == 6, s  # Keras on JAX dispatches each step of a call on its own
     assert s["device"] is None and "→ no device lanes in the trace: the step runs on the host" in p.stdout
     assert list((tmp_path / "trace").glob("plugins/profile/*/perfetto_trace.json.gz"))
+    cut = json.loads(gzip.decompress((tmp_path / "e.json.gz").read_bytes()))["traceEvents"]
+    assert sum(e["name"] == step_profile.DISPATCH for e in cut) == 6
+
+
+def test_the_trimmed_trace_keeps_what_the_summary_reads_and_nothing_else():
+    events = gpu_trace() + [_x(1, 11, "tf.data GetNext", 5, 50), _meta(1, "tf_data", 11)]
+    cut = step_profile.trimmed(events)["traceEvents"]
+    assert step_profile.summarise(cut, 2, 0.002) == step_profile.summarise(events, 2, 0.002)
+    names = {e["args"]["name"] for e in cut if e["ph"] == "M"}
+    assert names == {"/host:CPU", "python", "/device:GPU:0", "Stream #7(Kernel,MemcpyH2D)"}, names
+    assert len([e for e in cut if e["ph"] == "X"]) == 2 + 2 * 4  # the outer dispatches and the stream's kernels
