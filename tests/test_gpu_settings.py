@@ -126,6 +126,9 @@ def test_bench_resnet20_under_the_gpu_settings(small_cifar, tmp_path):
     assert r["backend"] == "jax" and r["effective"]["precision"] == "mixed_bfloat16", r["effective"]
     assert {"end_to_end_host", "end_to_end_device", "end_to_end_waiting", "model"} <= set(r["rates_img_per_s"])
     assert all(v > 0 for v in r["rates_img_per_s"].values()), r["rates_img_per_s"]
+    # 32 steps a call over 2-step epochs: each fit row trains the 2 steps its rate counts (an endless feed ran 32)
+    assert r["effective"]["steps_per_execution"] == 32
+    assert r["steps_trained_per_epoch"] == {k: [2] for k in ("model", "plain_keras", "pipeline_fit")}, r
 
 
 def test_every_studys_full_recipe_builds_for_its_data():
