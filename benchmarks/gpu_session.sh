@@ -15,8 +15,9 @@
 #   r50    suite bench resnet50 at 224² on synthetic data, with the torch.compile ResNet-50 beside it
 #   steps  benchmarks/step_variants.py resnet20: the model step alone under the run's settings and variants of them
 #          (float32, no weight decay, 128 steps per call, batch 256), side by side: where ResNet-20's step time goes
-#   prof   benchmarks/step_profile.py resnet20: a profiler trace of 64 model steps and of an epoch of the run, per
-#          step: host dispatch, kernels, device busy time and idle gaps, the costliest kernels: which bounds the step
+#   prof   benchmarks/step_profile.py resnet20: a profiler trace of 64 model steps and of a 128-step epoch of the
+#          run, per step: host dispatch, kernels, device busy time and idle gaps, the costliest kernels: which bounds
+#          the step
 #   xla    the same step under XLA_FLAGS variants, a process each (CUDA graphs off; convolutions in them too): can
 #          fewer kernel launches cut its per-step latency?
 #   pbn    benchmarks/precise_bn_cost.py resnet20: eval.precise_bn's recomputation against an epoch's training steps,
@@ -147,8 +148,8 @@ for part in $parts; do
     prof)  [ -f "$TXT/step_profile.txt" ] && grep -q "→" "$TXT/step_profile.txt" ||
              { : > "$TXT/step_profile.txt"  # whole traces stay on the machine; summaries and trimmed traces come back
                small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 4)
-               for what in step run; do
-                 flag=(); [ "$what" = run ] && flag=(--run)
+               for what in step run; do  # the run: 128 steps an epoch, 4 calls of 32, so that calls meet mid-epoch
+                 flag=(); [ "$what" = run ] && flag=(--run --steps 128)
                  timed "$TXT/step_profile.txt" python3 benchmarks/step_profile.py resnet20 --data cifar10 "${flag[@]}" \
                    --out "$LOGS/_prof/$what" --json "$TXT/step_profile_$what.json" \
                    --events "$TXT/step_profile_$what.trace.json.gz" "${small[@]}" || break
