@@ -130,6 +130,9 @@ def verdict(s):
     """Which of host dispatch, device idle gaps and kernel time bounds the step, from the summary's figures."""
     wall, d = s["wall_ms_per_step"], s.get("device")
     host = s.get("dispatch_ms")
+    if d is None and s.get("platform", "cpu") != "cpu":
+        return (f"no device lanes in the trace, though JAX runs on {s['platform']}: the profiler could not trace the "
+                "device (on a GPU it needs CUPTI, libcupti); only the host's figures above")
     if d is None:
         return "no device lanes in the trace: the step runs on the host" + (
             f"; dispatching it takes {host:.3f} ms of its {wall:.3f} ms" if host is not None else "")
@@ -256,8 +259,10 @@ def main():
     except UserError as e:
         sys.exit(f"error: {e}")
     events, path = read(out)
+    import jax
+
     s = summarise(events, steps, wall)
-    s.update(target=a.target, what=what, batch_size=bs, effective=eff, trace=str(path), versions=runner.versions())
+    s.update(platform=jax.default_backend(), target=a.target, what=what, batch_size=bs, effective=eff, trace=str(path), versions=runner.versions())
     report(s, f"{a.target} · {what} · batch {bs} · {steps} steps profiled · {eff} · {runner.versions()}")
     runner.write_json(a.json or out / "summary.json", s)
     if a.events:  # small enough to come back from a device call (the whole trace stays in OUT)
