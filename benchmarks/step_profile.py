@@ -4,8 +4,8 @@
         [--events PATH.json.gz] [--set k=v ...]
 
 Profiles `--steps` steps of the model step alone (one batch held in memory, as `suite bench`'s row and
-benchmarks/step_variants.py), or with `--run` one epoch of `--steps` batches of `suite run` itself (pipeline, step and
-callbacks), under JAX's profiler (the Python tracer off: it would slow the host it measures). The trace
+benchmarks/step_variants.py), or with `--run` one epoch of `--steps` batches of `suite run` itself (pipeline, step,
+callbacks, the epoch end), under JAX's profiler (the Python tracer off: it would slow the host it measures). The trace
 (DIR/plugins/profile/*/perfetto_trace.json.gz, Chrome's JSON, opens in ui.perfetto.dev) is then summarised per step:
 - the step's wall time (the profiled epoch's, over its steps) and the host's dispatch of it (JAX's
   `PjitFunction(train_step)` events: how long Python takes to hand a step to the device, and their spacing);
@@ -17,8 +17,9 @@ from a device call) for a closer look than the summary's.
 For the GPU session (benchmarks/gpu_session.sh prof). On an H200, ResNet-20's step took ~3.1–3.3 ms at batch 128
 and at 256 alike (step_variants.py, 2026-12-04): latency, not arithmetic. This says whose.
 On a CPU the step runs on the host: there are no device lanes and only the host's figures are printed.
-Written here, not taken from a library: TensorBoard's profile plugin (XProf) shows the same trace but is not on
-the GPU machine, and its overview has no per-step kernel or gap counts in a form a script can print.
+Written here, not taken from a library: TensorBoard's profile plugin (XProf) reads the same trace, but it is not on
+the GPU machine (nor is the network), and what a device call returns must be small; so the figures are computed
+there, from the trace's JSON, and the whole trace stays behind (--events keeps a cut of it).
 """
 
 import argparse
