@@ -173,14 +173,14 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         del xs, ys
         samples, epoch_s = {}, {}  # epoch_s: every row's epoch times, turn by turn (warm-up and end included)
         total = 1 + epochs + 1
-
-        trained = {}  # the fit rows' steps an epoch, as the optimizer counted them: what their rates assume
+        steps_trained = {}  # the fit rows' steps an epoch, as the optimizer counted them: what their rates assume
 
         def keep(key, tm, images, model=None):
             samples.setdefault(key, []).append(tm.rate(images))
             epoch_s.setdefault(key, []).append([round(t, 6) for t in tm.times()])
             if model is not None:
-                trained.setdefault(key, []).append(int(keras.ops.convert_to_numpy(model.optimizer.iterations)) / total)
+                done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+                steps_trained.setdefault(key, []).append(done / total)
 
         def trained_model(feed):  # the network as `run` trains it on `feed`'s path (behind data.whiten's layer)
             fresh = runner.prepare(c)
@@ -254,7 +254,7 @@ def bench(cfg, *, steps=0, epochs=2, repeat=1, json_path=None, echo=print):
         out = {"experiment": cfg["experiment"]["name"], "model": cfg["model"]["name"], "data": parts["data"].name,
                "input_shape": [h, w, ch], "batch_size": bs, "steps_per_epoch": n_steps, "epochs_measured": epochs,
                "repeat": repeat, "samples_img_per_s": samples, "epoch_s": epoch_s, "run_end_extra_s": end,
-               "steps_trained_per_epoch": trained,
+               "steps_trained_per_epoch": steps_trained,
                "device": dev, "backend": keras.backend.backend(), "effective": eff,
                "jit_compile": getattr(model, "jit_compile", None), "rates_img_per_s": rates, "ratios": ratios,
                "versions": runner.versions(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
