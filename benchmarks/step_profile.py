@@ -262,7 +262,8 @@ def main():
     import jax
 
     s = summarise(events, steps, wall)
-    s.update(platform=jax.default_backend(), target=a.target, what=what, batch_size=bs, effective=eff, trace=str(path), versions=runner.versions())
+    s.update(platform=jax.default_backend(), target=a.target, what=what, batch_size=bs, effective=eff,
+             trace=str(path), versions=runner.versions())
     report(s, f"{a.target} · {what} · batch {bs} · {steps} steps profiled · {eff} · {runner.versions()}")
     runner.write_json(a.json or out / "summary.json", s)
     if a.events:  # small enough to come back from a device call (the whole trace stays in OUT)

@@ -32,6 +32,21 @@ def data_dir():
     return pathlib.Path(d)
 
 
+@pytest.fixture
+def segment_lists(monkeypatch):
+    """Every callbacks.Segments the code under test builds (a run's callback list), in order."""
+    from suite import callbacks as cb
+
+    made, init = [], cb.Segments.__init__
+
+    def record(self, *a, **k):
+        init(self, *a, **k)
+        made.append(self)
+
+    monkeypatch.setattr(cb.Segments, "__init__", record)
+    return made
+
+
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """Run `python -m suite ...` in a subprocess; returns CompletedProcess (text)."""
     import subprocess

@@ -10,18 +10,8 @@ ROWS = {"pipeline_no_augment", "pipeline_raw", "pipeline_host_augment", "model",
         "end_to_end_host", "end_to_end_device", "pipeline_fit", "end_to_end_waiting"}
 
 
-def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
+def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch, segment_lists):
     monkeypatch.chdir(tmp_path)  # in this process: TensorFlow's start-up is not what is measured or tested
-    from suite import callbacks as cb
-
-    lags = []  # each end-to-end run's batch ends: one call late (True), or waiting for each step
-    init = cb.Segments.__init__
-
-    def record(self, *a, **k):
-        init(self, *a, **k)
-        lags.append(self.lag)
-
-    monkeypatch.setattr(cb.Segments, "__init__", record)
     out = tmp_path / "bench.json"
     code, stdout, err = cli_here("bench", "lenet5_modern", "--steps", "3", "--epochs", "1", "--repeat", "2",
                                  "--set", "data.crop=1", "--set", "data.flip=true",
@@ -43,7 +33,8 @@ def test_bench_prints_and_writes_every_rate(tmp_path, monkeypatch):
     ends = [t[2] - t[1] for t in r["epoch_s"]["end_to_end_host"]]
     assert r["run_end_extra_s"] == pytest.approx(sum(ends) / 2, abs=1e-3)
     assert r["device"]["kind"] == "cpu" and r["backend"] == "tensorflow"
-    assert lags == [True, True, False] * 2, lags  # host, device, waiting; two turns
+    # each end-to-end run's batch ends: one call late (host, device) or waiting for each step; two turns
+    assert [s.lag for s in segment_lists] == [True, True, False] * 2
     # as set (on a CPU "auto" would take 8 steps per call, at most an epoch); every epoch end commits
     assert r["effective"] == {"precision": "float32", "jit_compile": "auto", "steps_per_execution": 2,
                               "augment_on": "host", "commit_interval": "epoch",

@@ -265,21 +265,15 @@ def test_without_validation_there_is_no_best_validation_accuracy(tmp_path):
     assert res["best_val_accuracy"] is None, res["best_val_accuracy"]
 
 
-def test_a_runs_batch_ends_do_not_wait_for_the_step(tmp_path, monkeypatch):
+def test_a_runs_batch_ends_do_not_wait_for_the_step(tmp_path, segment_lists):
     """Every callback the runner adds says how it uses a batch end's figures (callbacks.BATCH_LOGS), so the run's
     progress bar and NaN check read them one call late; one that did not would make every batch end wait."""
     from suite import callbacks as cb
 
-    made = []
-    init = cb.Segments.__init__
-
-    def record(self, *a, **k):
-        init(self, *a, **k)
-        made.append(self)
-
-    monkeypatch.setattr(cb.Segments, "__init__", record)
     code, _, err = cli_here("run", "lenet5", "--epochs", "1", "--logdir", tmp_path, "--set", "train.verbose=1",
                             "--set", "data.limit=128", "--set", "log.backup_every=2steps")
     assert code == 0, err[-2000:]
-    assert made and all(s.lag for s in made), [(type(c).__name__, cb._batch_logs(c)) for c in made[0].callbacks]
-    assert {type(c).__name__ for c in made[0].late} == {"Progbar", "StopOnNaN"}
+    assert segment_lists
+    kinds = [(type(c).__name__, cb._batch_logs(c)) for c in segment_lists[0].callbacks]
+    assert all(s.lag for s in segment_lists), kinds
+    assert {type(c).__name__ for c in segment_lists[0].late} == {"Progbar", "StopOnNaN"}
