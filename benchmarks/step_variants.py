@@ -109,7 +109,8 @@ def xla_variants(a):
     import subprocess
 
     variants = [("run", "")] + [tuple(v.split(":", 1)) for v in a.xla_variant or XLA]
-    args = [sys.executable, __file__, a.target, "--child", "--steps", str(a.steps)]
+    # one turn a process: the turns alternate between processes (A, B, A, B), not within one
+    args = [sys.executable, __file__, a.target, "--child", "--steps", str(a.steps), "--repeat", "1"]
     args += (["--data", a.data] if a.data else []) + [x for kv in a.set for x in ("--set", kv)]
     rates, failed = {name: [] for name, _ in variants}, {}
     for _ in range(a.repeat):
