@@ -211,6 +211,7 @@ def profile_run(a, out):
     import keras
 
     from suite import config, runner
+    from suite.errors import UserError
 
     cfg = config.resolve(a.target, a.set + ["data.val_split=0", "eval.precise_bn=0", "train.epochs=3"],
                          {"data.name": a.data} if a.data else {})
@@ -229,6 +230,13 @@ def profile_run(a, out):
 
     tr = TraceEpoch()
     res = runner.run(cfg, fresh=True, callbacks=[tr], echo=lambda *x: None)
+    if not hasattr(tr, "wall"):  # it stopped before the third epoch began (a NaN stop): no whole epoch was traced
+        if hasattr(tr, "t"):
+            jax.profiler.stop_trace()
+        d = res.get("diverged_at")
+        why = f" (its loss diverged at epoch {d['epoch']}, batch {d['batch']})" if d else ""
+        raise UserError(f"the profiled run stopped after {res['epochs_run_now']} of its 3 epochs{why}, so its second "
+                        "epoch was not traced whole: profile a setting that trains, or the step alone (without --run)")
     return tr.wall, -(-res["train_examples"] // bs), bs, res.get("runtime", {})
 
 

@@ -89,3 +89,17 @@ def test_the_trimmed_trace_keeps_what_the_summary_reads_and_nothing_else():
     names = {e["args"]["name"] for e in cut if e["ph"] == "M"}
     assert names == {"/host:CPU", "python", "/device:GPU:0", "Stream #7(Kernel,MemcpyH2D)"}, names
     assert len([e for e in cut if e["ph"] == "X"]) == 2 + 2 * 4  # the outer dispatches and the stream's kernels
+
+
+def test_a_profiled_run_that_stops_early_ends_in_one_clear_line(tmp_path):
+    """--run traces the run's second epoch whole; a run whose loss diverges in its first stops there, and the script
+    says so in one line (exit 1 with "error: …", no traceback) rather than failing on the epoch it never timed."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run([sys.executable, "benchmarks/step_profile.py", "lenet5_modern", "--data", "digits", "--run",
+                        "--steps", "10", "--set", "train.lr=1e30", "--set", "train.optimizer=sgd",
+                        "--set", "train.schedule=constant", "--set", "train.batch_size=32",
+                        "--out", str(tmp_path / "trace")],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1].startswith(
+        "error: the profiled run stopped after 1 of its 3 epochs (its loss diverged at epoch 1, batch "), p.stderr
