@@ -410,8 +410,10 @@ def plan(root=".", parts="", echo=print):
     echo(f"{len(calls)} calls, each right after the one before (the machine goes back after 30 s idle):")
     for k, (carry, command) in enumerate(calls, 1):
         echo(f"{k}. carry {json.dumps([str(c.relative_to(root)) for c in carry])}; command: {command}")
+    # the call itself stops at 600 s: a larger B would be cut by the device, not by the script's SIGTERM and commit
     echo("B: status's budget_left_s at the work call less 90 s, and less again for each `more` call the state "
-         "will need (64 MiB each), timeout_s 600. After each call: `python benchmarks/gpu_carry.py collect "
+         "will need (64 MiB each), but at most 540 (the call runs 600 at most: its parts must end and pack before "
+         "that), timeout_s 600. After each call: `python benchmarks/gpu_carry.py collect "
          "FILES_AT`; while it says pieces are still on the machine, call `python3 benchmarks/gpu_carry.py more N` "
          "(no carry) at once.")
     return calls

@@ -139,13 +139,14 @@ for part in $parts; do
                small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 3 --repeat 1)
                timed "$TXT/step_variants.txt" python3 benchmarks/step_variants.py resnet20 --data cifar10 "${small[@]}"; }
            grep -E "img/s|turns" "$TXT/step_variants.txt" | tee -a "$TXT/session.log" ;;
-    xla)   [ -f "$TXT/xla_flags.txt" ] && grep -q "img/s" "$TXT/xla_flags.txt" ||
+    # done when the last lines are there (the flags, under the table): a part cut midway printed some rates already
+    xla)   [ -f "$TXT/xla_flags.txt" ] && grep -q "XLA_FLAGS +=" "$TXT/xla_flags.txt" ||
              { : > "$TXT/xla_flags.txt"
                small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 3 --repeat 1)
                timed "$TXT/xla_flags.txt" python3 benchmarks/step_variants.py resnet20 --data cifar10 --xla --repeat 2 \
                  "${small[@]}"; }
            grep -E "img/s|turns|failed|XLA_FLAGS" "$TXT/xla_flags.txt" | tee -a "$TXT/session.log" ;;
-    prof)  [ -f "$TXT/step_profile.txt" ] && grep -q "→" "$TXT/step_profile.txt" ||
+    prof)  [ -f "$TXT/step_profile_run.json" ] ||  # the second profile's summary: both ran
              { : > "$TXT/step_profile.txt"  # whole traces stay on the machine; summaries and trimmed traces come back
                small=(); [ -n "${EXTRA:-}" ] && small=(--data digits --steps 4)
                for what in step run; do  # the run: 128 steps an epoch, 4 calls of 32, so that calls meet mid-epoch

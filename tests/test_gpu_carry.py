@@ -336,3 +336,37 @@ def test_the_prof_part_summarises_a_trace_of_the_step_and_of_the_run(tmp_path):
         s = json.loads((logs / "_text" / f"step_profile_{what}.json").read_text())
         assert s["dispatches"] == s["steps"] == 4, s
         assert (logs / "_text" / f"step_profile_{what}.trace.json.gz").stat().st_size < 2**20  # it comes back
+
+
+def test_a_part_cut_midway_runs_again_and_a_finished_one_does_not(tmp_path):
+    """The xla and prof parts are done when their last output is there, not their first: a call cut by its budget
+    after one variant's rate (or the step's profile) runs the part again; after the whole, it is kept. The two
+    benchmark scripts are stood in for (a python3 that only logs them), so this needs no model."""
+    fake, ran = tmp_path / "bin", tmp_path / "ran"
+    fake.mkdir()
+    (fake / "python3").write_text(
+        "#!/bin/sh\ncase \"$1\" in benchmarks/step_variants.py|benchmarks/step_profile.py)\n"
+        f"  echo \"$1\" >> {ran}; exit 0;;\nesac\nexec {sys.executable} \"$@\"\n")
+    (fake / "python3").chmod(0o755)
+    logs, state = tmp_path / "suite-logs", tmp_path / ".devstate" / "ready"
+    txt = logs / "_text"
+    txt.mkdir(parents=True)
+
+    def call(n):
+        said, _ = _session(tmp_path, logs, tmp_path / f"out{n}", state, parts=("xla", "prof"),
+                           PATH=f"{fake}:{os.environ['PATH']}")
+        runs = ran.read_text().splitlines() if ran.exists() else []
+        ran.unlink(missing_ok=True)
+        return said, runs
+
+    # what a cut left: the first variant's rate; the step's profile and its summary, not the run's
+    (txt / "xla_flags.txt").write_text("run: 45,000 img/s\n")
+    (txt / "step_profile.txt").write_text("resnet20 · model step alone\n  → launch-bound: …\n")
+    (txt / "step_profile_step.json").write_text("{}")
+    said, runs = call(1)
+    assert runs == ["benchmarks/step_variants.py"] + ["benchmarks/step_profile.py"] * 2, said
+    # what a whole part leaves
+    (txt / "xla_flags.txt").write_text("  run   45,000 img/s  ×1.00\n  no_graphs: XLA_FLAGS += '--x='\n")
+    (txt / "step_profile_run.json").write_text("{}")
+    said, runs = call(2)
+    assert runs == [], said
