@@ -665,9 +665,8 @@ class Segments(keras.callbacks.CallbackList):
         kinds = [(c, _batch_logs(c)) for c in self.callbacks]
         acting = [(c, k) for c, k in kinds if k is not False]  # callbacks with work at a batch end
         self.lag = any(k == "late" for _, k in acting) and all(k in BATCH_LOGS for _, k in acting)
-        late = [k == "late" and self.lag for _, k in acting]
-        self.late = [c for (c, _), lag in zip(acting, late) if lag]
-        self.now = [(c, k != "unread") for (c, k), lag in zip(acting, late) if not lag]  # (callback, reads figures)
+        self.late = [c for c, k in acting if self.lag and k == "late"]
+        self.now = [(c, k != "unread") for c, k in acting if not (self.lag and k == "late")]  # (callback, reads)
         self.pending = None  # (batch, logs) of the last call, for the "late" ones
 
     def on_train_batch_end(self, batch, logs=None):
