@@ -210,14 +210,13 @@ def profile_run(a, out):
     import jax
     import keras
 
-    from suite import config, runner
+    from suite import bench, config, runner
     from suite.errors import UserError
 
-    cfg = config.resolve(a.target, a.set + ["data.val_split=0", "eval.precise_bn=0", "train.epochs=3"],
-                         {"data.name": a.data} if a.data else {})
+    # as `suite bench` runs it: no validation, --steps batches an epoch, 3 epochs (compiling, traced, the run's end)
+    cfg = bench.bench_config(config.resolve(a.target, a.set, {"data.name": a.data} if a.data else {}),
+                             a.steps, 1, out / "logs")
     bs = cfg["train"]["batch_size"]
-    cfg["data"]["limit"] = a.steps * bs
-    cfg["log"]["dir"] = str(out / "logs")
 
     class TraceEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
